@@ -1,0 +1,63 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from django.views.defaults import page_not_found, server_error
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts.apis import AdminTokenDetailApi, AdminTokenListApi
+from config.health import healthz, readyz
+from tenants.apis import (
+    MemberDetailApi,
+    MemberListApi,
+    OrgDetailApi,
+    OrgListApi,
+    TeamDetailApi,
+    TeamListApi,
+    TeamMemberDetailApi,
+    TeamMemberListApi,
+)
+
+org_api = [
+    path("", OrgDetailApi.as_view(), name="org-detail"),
+    path("teams/", TeamListApi.as_view(), name="team-list"),
+    path("teams/<str:team_id>/", TeamDetailApi.as_view(), name="team-detail"),
+    path("teams/<str:team_id>/members/", TeamMemberListApi.as_view(), name="team-member-list"),
+    path(
+        "teams/<str:team_id>/members/<str:team_membership_id>/",
+        TeamMemberDetailApi.as_view(),
+        name="team-member-detail",
+    ),
+    path("members/", MemberListApi.as_view(), name="member-list"),
+    path("members/<str:membership_id>/", MemberDetailApi.as_view(), name="member-detail"),
+    path("tokens/", AdminTokenListApi.as_view(), name="admin-token-list"),
+    path("tokens/<str:token_id>/", AdminTokenDetailApi.as_view(), name="admin-token-detail"),
+]
+
+api_v1 = [
+    path("orgs/", OrgListApi.as_view(), name="org-list"),
+    path("orgs/<str:org>/", include(org_api)),
+]
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+    path("", include("console.urls")),
+]
+
+MACHINE_PREFIXES = ("/api/", "/v1/")
+
+
+def handler404(request, exception=None):
+    if request.path.startswith(MACHINE_PREFIXES):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith(MACHINE_PREFIXES):
+        return JsonResponse({"detail": "Internal error; it has been logged.", "code": "server_error"}, status=500)
+    return server_error(request)

@@ -1,0 +1,1 @@
+"""PII/PHI detection and policies on the request path: see issue "Guardrails and compliance-aware routing"."""
