@@ -31,3 +31,16 @@ def admin_token_get(*, org, token_id, user=None) -> AdminToken:
     if token is None:
         raise NotFound("Token not found.")
     return token
+
+
+def invite_path_for(user) -> str | None:
+    """Where a person who has no password yet sets one (valid for PASSWORD_RESET_TIMEOUT); None once they have one."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    if user.has_usable_password():
+        return None
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    return reverse("console:invite-accept", kwargs={"uidb64": uidb64, "token": default_token_generator.make_token(user)})

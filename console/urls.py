@@ -9,4 +9,5 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("orgs/<slug:org_slug>/", views.org, name="org"),
+    path("invite/<uidb64>/<token>/", views.InviteAcceptView.as_view(), name="invite-accept"),
 ]

@@ -7,13 +7,26 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 
+from accounts.selectors import invite_path_for
 from audit.actors import actor_from_request
 from config.errors import DomainError, NotFound
 from console.forms import EmailLoginForm, MemberInviteForm, TeamCreateForm
 from tenants import selectors, services
 from tenants.context import org_context
 from tenants.models import Role
+
+
+class InviteAcceptView(auth_views.PasswordResetConfirmView):
+    """An invited person sets their first password through a signed, expiring link."""
+
+    template_name = "console/invite_accept.html"
+    success_url = reverse_lazy("console:login")
+
+    def form_valid(self, form):
+        messages.success(self.request, "Password set. You can log in now.")
+        return super().form_valid(form)
 
 
 class LoginView(auth_views.LoginView):
@@ -77,9 +90,17 @@ def org(request, membership):
                 return redirect("console:org", org_slug=org.slug)
         else:
             invite_form = MemberInviteForm(request.POST, prefix="invite")
-            invite = lambda data: services.member_invite(org=org, actor=actor, acting_role=role, **data)  # noqa: E731
+            invited = []
+
+            def invite(data):
+                invited.append(services.member_invite(org=org, actor=actor, acting_role=role, **data))
+
             if _form_or_domain_error(invite_form, invite):
-                messages.success(request, f"{invite_form.cleaned_data['email']} added to the org.")
+                message = f"{invite_form.cleaned_data['email']} added to the org."
+                invite_path = invite_path_for(invited[0].user)
+                if invite_path:
+                    message += f" Send them this link to set a password: {request.build_absolute_uri(invite_path)}"
+                messages.success(request, message)
                 return redirect("console:org", org_slug=org.slug)
     context = {
         "org": org,

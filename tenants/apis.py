@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import MasterKeyPrincipal
 from accounts.models import AdminToken
+from accounts.selectors import invite_path_for
 from accounts.services import admin_token_effective_role
 from audit.actors import actor_from_request
 from config.api import Pagination, StrictSerializer
@@ -92,6 +93,7 @@ class OrgCreateInput(StrictSerializer):
 class OrgCreateOutput(serializers.Serializer):
     org = OrgOutput()
     owner_membership_id = serializers.UUIDField()
+    owner_invite_url = serializers.CharField(allow_null=True, help_text="Where the owner sets a password; shown once.")
 
 
 class OrgListApi(APIView):
@@ -115,8 +117,11 @@ class OrgListApi(APIView):
         data = OrgCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         org, membership = services.org_create(**data.validated_data, actor=actor_from_request(request))
-        body = {"org": OrgOutput(org, context={"roles": {org.id: membership.role}}).data,
-                "owner_membership_id": membership.id}
+        body = {
+            "org": OrgOutput(org, context={"roles": {org.id: membership.role}}).data,
+            "owner_membership_id": membership.id,
+            "owner_invite_url": _invite_url(request, membership.user),
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -263,6 +268,21 @@ class MemberOutput(serializers.ModelSerializer):
         fields = ["id", "email", "name", "role", "created_at"]
 
 
+class MemberInviteOutput(MemberOutput):
+    invite_url = serializers.SerializerMethodField(help_text="Where the invitee sets a password; shown once.")
+
+    class Meta(MemberOutput.Meta):
+        fields = [*MemberOutput.Meta.fields, "invite_url"]
+
+    def get_invite_url(self, membership) -> str | None:
+        return _invite_url(self.context["request"], membership.user)
+
+
+def _invite_url(request, user) -> str | None:
+    path = invite_path_for(user)
+    return request.build_absolute_uri(path) if path else None
+
+
 class MemberInviteInput(StrictSerializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
@@ -279,14 +299,14 @@ class MemberListApi(OrgApi):
     def get(self, request, org):
         return self.paginated(selectors.membership_list(org=self.org), MemberOutput)
 
-    @extend_schema(request=MemberInviteInput, responses={201: MemberOutput})
+    @extend_schema(request=MemberInviteInput, responses={201: MemberInviteOutput})
     def post(self, request, org):
         data = MemberInviteInput(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.member_invite(
             org=self.org, actor=self.actor, acting_role=self.acting_role, **data.validated_data
         )
-        return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+        return Response(MemberInviteOutput(membership, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class MemberDetailApi(OrgApi):

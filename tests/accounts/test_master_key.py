@@ -23,6 +23,7 @@ def test_master_key_creates_an_org_and_its_first_owner(master):
         "/api/v1/orgs/", {"slug": "acme", "name": "Acme", "data_region": "eu", "owner_email": "Boss@Acme.example"}, format="json"
     )
     assert response.status_code == 201, response.json()
+    assert response.json()["owner_invite_url"].startswith("http://testserver/invite/")
     org = Org.objects.get(slug="acme")
     assert org.data_region == "eu"
     with org_context(org.id):

@@ -88,3 +88,24 @@ def test_home_lists_every_org_of_a_multi_org_user(client, org_a, org_b, add_memb
     client.force_login(owner_a)
     page = client.get("/")
     assert page.status_code == 200 and a.slug.encode() in page.content and b.slug.encode() in page.content
+
+
+def test_invited_person_sets_a_password_through_the_link_once(client, org_a, api_as):
+    org, owner = org_a
+    invited = api_as(owner).post(f"/api/v1/orgs/{org.slug}/members/", {"email": "inv@x.example"}, format="json").json()
+    link = invited["invite_url"]
+    assert link.startswith("http://testserver/invite/")
+    path = link.removeprefix("http://testserver")
+    form_page = client.get(path, follow=True)
+    assert b"Set your password" in form_page.content
+    set_path = form_page.redirect_chain[-1][0]
+    response = client.post(set_path, {"new_password1": "short", "new_password2": "short"})
+    assert b"too short" in response.content
+    response = client.post(set_path, {"new_password1": PASSWORD, "new_password2": PASSWORD}, follow=True)
+    assert b"Password set" in response.content
+    assert client.login(username="inv@x.example", password=PASSWORD)
+    client.logout()
+    assert b"This link has expired" in client.get(path, follow=True).content
+    # Existing users with a password get no link.
+    again = api_as(owner).post(f"/api/v1/orgs/{org.slug}/members/", {"email": owner.email}, format="json")
+    assert again.status_code == 409

@@ -190,7 +190,6 @@ class HttpError(Exception):
 class Request:
     method: str
     path: str
-    query: str
     http11: bool
     headers: dict[str, str]
     body: bytes
@@ -263,7 +262,7 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    # Reading
+    # Serving and reading requests
 
     async def _serve(self) -> None:
         try:
@@ -290,20 +289,22 @@ class HttpConnection(asyncio.Protocol):
         self._data_arrived.clear()
         await self._data_arrived.wait()
 
-    async def _read_request(self) -> Request:
+    async def _read_head(self) -> bytes:
         while True:
             # Tolerate stray CRLFs between requests (RFC 9112 section 2.2).
-            while self._buffer[:2] == b"\r\n":
+            while self._buffer.startswith(b"\r\n"):
                 del self._buffer[:2]
             end = self._buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(self._buffer) > MAX_HEAD_BYTES:
+            if end > MAX_HEAD_BYTES or (end < 0 and len(self._buffer) > MAX_HEAD_BYTES):
                 raise HttpError(431, "request head too large")
+            if end >= 0:
+                head = bytes(self._buffer[:end])
+                del self._buffer[: end + 4]
+                return head
             await self._wait_for_data()
-        head = bytes(self._buffer[:end])
-        del self._buffer[: end + 4]
-        method, target, version, headers = parse_head(head)
+
+    async def _read_request(self) -> Request:
+        method, target, version, headers = parse_head(await self._read_head())
         if headers.get("transfer-encoding", "identity").lower() != "identity":
             raise HttpError(501, "only Content-Length request bodies are supported")
         try:
@@ -321,13 +322,13 @@ class HttpConnection(asyncio.Protocol):
         body = bytes(self._buffer[:length])
         del self._buffer[:length]
 
-        path, _, query = target.partition("?")
+        path = target.partition("?")[0]
         http11 = version == "HTTP/1.1"
         connection = headers.get("connection", "").lower()
         keep_alive = "close" not in connection if http11 else "keep-alive" in connection
-        return Request(method, path, query, http11, headers, body, keep_alive)
+        return Request(method, path, http11, headers, body, keep_alive)
 
-    # Writing
+    # Writing responses
 
     def _framing_headers(self, content_length: int | None) -> list[tuple[str, str]]:
         if content_length is not None:

@@ -327,6 +327,19 @@ def test_openai_tool_result_turn_gets_a_text_reply(openai_client):
     assert completion.choices[0].message.content == expected_reply("gpt-4o", WEATHER_MESSAGES[0]["content"])
 
 
+def test_anthropic_tool_result_turn_gets_a_text_reply(anthropic_client):
+    messages = [
+        *WEATHER_MESSAGES,
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"}]},
+    ]
+    message = anthropic_client.messages.create(
+        model="claude-haiku-4-5", max_tokens=100, messages=messages, tools=ANTHROPIC_TOOLS
+    )
+    assert message.stop_reason == "end_turn"
+    assert message.content[0].text == expected_reply("claude-haiku-4-5", "Sunny")
+
+
 def test_anthropic_tool_use(anthropic_client):
     message = anthropic_client.messages.create(
         model="claude-haiku-4-5", max_tokens=100, messages=WEATHER_MESSAGES, tools=ANTHROPIC_TOOLS
@@ -635,6 +648,25 @@ def test_expect_100_continue(mock_provider):
             response += data
     assert response.startswith(b"HTTP/1.1 200 OK")
     assert expected_reply("gpt-4o").encode() in response
+
+
+@pytest.mark.parametrize(
+    ("raw_request", "status_line"),
+    [
+        (b"GARBAGE\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
+        (b"GET /v1/models HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", b"HTTP/1.1 431 "),
+        (b"POST /v1/embeddings HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"HTTP/1.1 501 Not Implemented"),
+    ],
+)
+def test_unparseable_requests_are_refused(mock_provider, openai_client, raw_request, status_line):
+    with socket.create_connection(("127.0.0.1", mock_provider.port), timeout=5) as sock:
+        sock.sendall(raw_request)
+        response = b""
+        while data := sock.recv(65536):
+            response += data
+    assert response.startswith(status_line)
+    assert b"connection: close" in response
+    assert openai_client.models.list().data
 
 
 def test_200_concurrent_streams(mock_provider):
