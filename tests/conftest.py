@@ -7,7 +7,6 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
-from rest_framework.test import APIClient
 
 from audit.actors import Actor
 from ops.services import database_prepare
@@ -90,6 +89,8 @@ def add_member(db):
 @pytest.fixture
 def api_as():
     """api_as(user) -> an APIClient logged in with a console session."""
+
+    from rest_framework.test import APIClient
 
     def client_for(user) -> APIClient:
         client = APIClient()

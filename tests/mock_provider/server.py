@@ -49,8 +49,12 @@ Authentication
     headers in the statistics ("last_headers"). If MOCK_PROVIDER_REQUIRED_KEY is set, a request that does
     not present exactly that key gets 401 in the provider's error shape.
 
-Limits: Content-Length request bodies only (a chunked request body gets 501); "Expect: 100-continue" is
-answered with an interim 100; HTTP/1.1 keep-alive and pipelining are supported.
+Validation: chat needs a non-empty "messages" array, Anthropic messages also "max_tokens"; otherwise 400.
+
+HTTP: keep-alive and pipelined requests (served in order); streams use chunked transfer encoding (HTTP/1.0
+clients get a close-delimited body). Request bodies need Content-Length (a chunked request body gets 501);
+"Expect: 100-continue" gets an interim 100 response. A client that closes its sending side counts as gone:
+its in-flight request is cancelled.
 """
 
 from __future__ import annotations
