@@ -13,6 +13,10 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # Platform master key: may create orgs and their first owner, nothing else.
 GATEHOUSE_MASTER_KEY = env_str("GATEHOUSE_MASTER_KEY", "")
+# AES-256-GCM key ring for provider credentials at rest: "kid:base64key,..." (first one encrypts).
+GATEHOUSE_ENCRYPTION_KEYS = env_str("GATEHOUSE_ENCRYPTION_KEYS")
+# Upstream hosts/networks allowed despite being non-public (see keys/ssrf.py).
+GATEHOUSE_UPSTREAM_ALLOWLIST = env_list("GATEHOUSE_UPSTREAM_ALLOWLIST", "")
 # Pepper for keyed hashes of secrets (admin tokens, virtual keys); lives outside the database.
 GATEHOUSE_SECRET_PEPPER = env_str("GATEHOUSE_SECRET_PEPPER") or SECRET_KEY
 
@@ -22,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "django.contrib.admin",
     "rest_framework",
     "drf_spectacular",
