@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+MOCK_PROVIDER_PORT ?= 8001
 WEB_WORKERS ?= 2
-WEB_CONNECTIONS ?= 1000
+WEB_CONNECTIONS ?= 2000
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test install services migrate seed web worker beat check clean
+.PHONY: run test install services migrate seed web worker beat mock-provider check bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,15 +25,21 @@ services: install
 migrate: services
 	$(PY) manage.py migrate --database owner --noinput
 
+# The demo org talks to the local mock provider, so the quick start needs no provider account.
 seed: migrate
+	GATEHOUSE_UPSTREAM_ALLOWLIST=$${GATEHOUSE_UPSTREAM_ALLOWLIST:-127.0.0.1/32} \
+	GATEHOUSE_DEMO_PROVIDER_KEY=$${GATEHOUSE_DEMO_PROVIDER_KEY:-demo-provider-key} \
+		$(PY) manage.py apply_config examples/demo.yaml
 	$(PY) manage.py seed_demo
 
 run: seed
-	$(PY) -m ops.run
+	GATEHOUSE_UPSTREAM_ALLOWLIST=$${GATEHOUSE_UPSTREAM_ALLOWLIST:-127.0.0.1/32} $(PY) -m ops.run
 
 web: install
-	$(VENV)/bin/gunicorn config.wsgi --worker-class gevent --workers $(WEB_WORKERS) \
-		--worker-connections $(WEB_CONNECTIONS) --bind 0.0.0.0:$(PORT) --access-logfile - --graceful-timeout 20
+	rm -rf .data/prometheus && mkdir -p .data/prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/prometheus $(VENV)/bin/gunicorn config.wsgi \
+		--worker-class gevent --workers $(WEB_WORKERS) --worker-connections $(WEB_CONNECTIONS) \
+		--bind 0.0.0.0:$(PORT) --graceful-timeout 20 --keep-alive 75 $(GUNICORN_ARGS)
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel INFO --concurrency 2
@@ -41,11 +48,17 @@ beat: install
 	mkdir -p .data
 	$(VENV)/bin/celery -A config beat --loglevel INFO
 
+mock-provider: install
+	$(PY) -m tests.mock_provider.server --host 127.0.0.1 --port $(MOCK_PROVIDER_PORT)
+
 check: install
 	$(PY) manage.py check --deploy
 
 test: services
 	$(PY) -m pytest
+
+bench: services
+	$(PY) -m bench.proxy_bench
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -17,6 +17,18 @@ GATEHOUSE_MASTER_KEY = env_str("GATEHOUSE_MASTER_KEY", "")
 GATEHOUSE_ENCRYPTION_KEYS = env_str("GATEHOUSE_ENCRYPTION_KEYS")
 # Upstream hosts/networks allowed despite being non-public (see keys/ssrf.py).
 GATEHOUSE_UPSTREAM_ALLOWLIST = env_list("GATEHOUSE_UPSTREAM_ALLOWLIST", "")
+# Proxy reliability: retries per deployment (429/5xx/connection errors/timeouts), then the next
+# deployment of the alias; a deployment failing this often within the window is skipped for a while.
+GATEHOUSE_RETRIES_PER_DEPLOYMENT = env_int("GATEHOUSE_RETRIES_PER_DEPLOYMENT", 1)
+GATEHOUSE_RETRY_BACKOFF_SECONDS = float(env_str("GATEHOUSE_RETRY_BACKOFF_SECONDS", "0.2"))
+GATEHOUSE_FAILURES_BEFORE_COOLDOWN = env_int("GATEHOUSE_FAILURES_BEFORE_COOLDOWN", 3)
+GATEHOUSE_FAILURE_WINDOW_SECONDS = env_int("GATEHOUSE_FAILURE_WINDOW_SECONDS", 60)
+GATEHOUSE_COOLDOWN_SECONDS = env_int("GATEHOUSE_COOLDOWN_SECONDS", 30)
+GATEHOUSE_DEFAULT_MAX_TOKENS = env_int("GATEHOUSE_DEFAULT_MAX_TOKENS", 4096)
+GATEHOUSE_MAX_OUTPUT_TOKENS = env_int("GATEHOUSE_MAX_OUTPUT_TOKENS", 262144)
+# /metrics: a bearer token, or a client address in these networks.
+GATEHOUSE_METRICS_TOKEN = env_str("GATEHOUSE_METRICS_TOKEN", "")
+GATEHOUSE_METRICS_ALLOW = env_list("GATEHOUSE_METRICS_ALLOW", "127.0.0.1/32,::1/128")
 # Pepper for keyed hashes of secrets (admin tokens, virtual keys); lives outside the database.
 GATEHOUSE_SECRET_PEPPER = env_str("GATEHOUSE_SECRET_PEPPER") or SECRET_KEY
 

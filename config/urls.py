@@ -6,6 +6,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import AdminTokenDetailApi, AdminTokenListApi
 from config.health import healthz, readyz
+from keys.apis import (
+    AliasDetailApi,
+    AliasListApi,
+    CredentialDetailApi,
+    CredentialListApi,
+    DeploymentDetailApi,
+    DeploymentListApi,
+    VirtualKeyDetailApi,
+    VirtualKeyListApi,
+    VirtualKeyRotateApi,
+)
+from proxy.metrics import metrics_view
 from tenants.apis import (
     MemberDetailApi,
     MemberListApi,
@@ -31,6 +43,15 @@ org_api = [
     path("members/<str:membership_id>/", MemberDetailApi.as_view(), name="member-detail"),
     path("tokens/", AdminTokenListApi.as_view(), name="admin-token-list"),
     path("tokens/<str:token_id>/", AdminTokenDetailApi.as_view(), name="admin-token-detail"),
+    path("credentials/", CredentialListApi.as_view(), name="credential-list"),
+    path("credentials/<str:credential_id>/", CredentialDetailApi.as_view(), name="credential-detail"),
+    path("deployments/", DeploymentListApi.as_view(), name="deployment-list"),
+    path("deployments/<str:deployment_id>/", DeploymentDetailApi.as_view(), name="deployment-detail"),
+    path("aliases/", AliasListApi.as_view(), name="alias-list"),
+    path("aliases/<str:alias_id>/", AliasDetailApi.as_view(), name="alias-detail"),
+    path("keys/", VirtualKeyListApi.as_view(), name="virtual-key-list"),
+    path("keys/<str:key_id>/", VirtualKeyDetailApi.as_view(), name="virtual-key-detail"),
+    path("keys/<str:key_id>/rotate/", VirtualKeyRotateApi.as_view(), name="virtual-key-rotate"),
 ]
 
 api_v1 = [
@@ -39,6 +60,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("v1/", include("proxy.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("api/v1/", include((api_v1, "api"), namespace="api")),

@@ -1,8 +1,9 @@
-"""Runs the web server, a Celery worker and Celery beat in the foreground; Ctrl-C stops all three.
+"""Runs the web server, a Celery worker, Celery beat and the demo's mock provider in the
+foreground; Ctrl-C stops them all.
 
     python -m ops.run
 
-If any of the three exits, the others are stopped too, so a broken part is never hidden.
+If any of them exits, the others are stopped too, so a broken part is never hidden.
 """
 import os
 import signal
@@ -14,6 +15,7 @@ PROCESSES = {
     "web": ["make", "--no-print-directory", "web"],
     "worker": ["make", "--no-print-directory", "worker"],
     "beat": ["make", "--no-print-directory", "beat"],
+    "mock-provider": ["make", "--no-print-directory", "mock-provider"],
 }
 
 

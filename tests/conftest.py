@@ -1,6 +1,7 @@
 """Test set-up: a fresh test database created and migrated by the owner role, while
 every test connects as the application role (NOSUPERUSER NOBYPASSRLS), so that
 row-level security is really in force."""
+import os
 import uuid
 
 import pytest
@@ -23,7 +24,8 @@ def _test_database_url(url: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_blocker):
-    name = TEST_DATABASE_PREFIX + settings.DATABASES["default"]["NAME"]
+    # A suffix lets two checkouts on one machine run their suites at the same time.
+    name = TEST_DATABASE_PREFIX + settings.DATABASES["default"]["NAME"] + os.environ.get("GATEHOUSE_TEST_DB_SUFFIX", "")
     for alias in ("default", "owner"):
         settings.DATABASES[alias]["NAME"] = name
         connections[alias].settings_dict["NAME"] = name

@@ -1,0 +1,83 @@
+"""Virtual-key authentication for /v1/, without a database query on the hot path.
+
+A presented secret is hashed (HMAC with the server pepper) and looked up in a
+per-process cache tagged with the gateway cache generation (proxy.cache); only a miss,
+or a generation bumped by a change anywhere, reads PostgreSQL, in one short transaction.
+"""
+import dataclasses
+import datetime
+import uuid
+
+from django.utils import timezone
+
+from keys.models import VirtualKey, VirtualKeySecret
+from keys.secrets import secret_hash
+from proxy.errors import ProxyError
+from tenants.context import org_context, secret_hash_context
+
+MAX_CACHED_SECRETS = 50_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyGrant:
+    key_id: uuid.UUID
+    org_id: uuid.UUID
+    team_id: uuid.UUID
+    last_four: str
+    allowed_aliases: frozenset[str]
+    expires_at: datetime.datetime | None
+    revoked_at: datetime.datetime | None
+    secret_valid_until: datetime.datetime | None
+
+    def allows_alias(self, alias: str) -> bool:
+        return "*" in self.allowed_aliases or alias in self.allowed_aliases
+
+
+_grants: dict[str, tuple[int, KeyGrant | None]] = {}
+
+
+def _grant_load(hashed: str) -> KeyGrant | None:
+    with secret_hash_context(hashed):
+        secret = VirtualKeySecret.dangerously_unscoped.filter(secret_hash=hashed).values(
+            "key_id", "org_id", "valid_until"
+        ).first()
+        if secret is None:
+            return None
+        with org_context(secret["org_id"]):
+            key = VirtualKey.objects.get(id=secret["key_id"])
+    return KeyGrant(
+        key_id=key.id, org_id=key.org_id, team_id=key.team_id, last_four=key.last_four,
+        allowed_aliases=frozenset(key.allowed_aliases), expires_at=key.expires_at, revoked_at=key.revoked_at,
+        secret_valid_until=secret["valid_until"],
+    )
+
+
+def key_grant_for_secret(secret: str | None, *, generation: int) -> KeyGrant:
+    if not secret:
+        raise ProxyError(401, "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'.", code="missing_api_key")
+    hashed = secret_hash(secret)
+    cached = _grants.get(hashed)
+    if cached is not None and cached[0] == generation:
+        grant = cached[1]
+    else:
+        grant = _grant_load(hashed)
+        if len(_grants) >= MAX_CACHED_SECRETS:
+            _grants.clear()
+        _grants[hashed] = (generation, grant)
+    if grant is None:
+        raise ProxyError(401, "Invalid API key.", code="invalid_api_key")
+    now = timezone.now()
+    if grant.revoked_at is not None:
+        raise ProxyError(401, "This API key has been revoked.", code="revoked_api_key")
+    if grant.expires_at is not None and grant.expires_at <= now:
+        raise ProxyError(401, "This API key has expired.", code="expired_api_key")
+    if grant.secret_valid_until is not None and grant.secret_valid_until <= now:
+        raise ProxyError(401, "This API key was rotated and its grace period is over.", code="rotated_api_key")
+    return grant
+
+
+def secret_from_request(request) -> str | None:
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    return request.META.get("HTTP_X_API_KEY", "").strip() or None

@@ -1,0 +1,446 @@
+"""The /v1/ endpoints: OpenAI chat completions, embeddings and models, and Anthropic messages.
+
+Plain Django views, not DRF: this is the hot path. No database transaction is open while a
+provider is being waited on: authentication and routing come from per-process caches (one
+short transaction on a miss), then the call, then the metrics.
+"""
+import dataclasses
+import re
+import time
+import uuid
+
+import orjson
+import redis
+import requests
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from proxy import metrics, translate
+from proxy.auth import KeyGrant, key_grant_for_secret, secret_from_request
+from proxy.cache import gateway_cache_generation
+from proxy.cooldown import deployment_failure_record, deployments_cooling
+from proxy.errors import ProxyError, UntranslatableRequest, anthropic_error_body, error_response, invalid_request, openai_error_body
+from proxy.routing import OrgRouting, Route, org_routing, routes_in_attempt_order
+from proxy.upstream import RETRYABLE_STATUSES, sse_events, upstream_send
+from proxy.validation import chat_request_validate, embeddings_request_validate, messages_request_validate
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+VALIDATORS = {"chat": chat_request_validate, "messages": messages_request_validate, "embeddings": embeddings_request_validate}
+MAX_UPSTREAM_MESSAGE = 300
+
+
+@dataclasses.dataclass
+class Call:
+    request_id: str
+    endpoint: str  # "chat", "messages" or "embeddings"
+    anthropic_client: bool
+    body: dict
+    grant: KeyGrant
+    routing: OrgRouting
+    alias: str
+    started: float
+    stream: bool
+    client_wants_usage: bool
+    attempts: int = 0
+
+
+@dataclasses.dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class AttemptFailed(Exception):
+    """This deployment failed in a way another deployment might not (retry, then fall back)."""
+
+    def __init__(self, error: ProxyError):
+        self.error = error
+
+
+def _request_id(request) -> str:
+    offered = request.META.get("HTTP_X_REQUEST_ID", "")
+    return offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _json_body(request) -> dict:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit():
+        raise invalid_request("Invalid Content-Length.")
+    if int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        raise ProxyError(413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+                         code="request_too_large")
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise invalid_request("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    return body
+
+
+def _cache_generation() -> int:
+    try:
+        return gateway_cache_generation()
+    except redis.RedisError:
+        # Without the generation a revoked key could still pass: fail closed.
+        raise ProxyError(503, "The gateway cannot reach Redis; try again shortly.", code="gateway_unavailable") from None
+
+
+def _authorized_call(request, *, endpoint: str, anthropic_client: bool, request_id: str, started: float) -> Call:
+    generation = _cache_generation()
+    try:
+        grant = key_grant_for_secret(secret_from_request(request), generation=generation)
+        body = _json_body(request)
+        VALIDATORS[endpoint](body)
+        routing = org_routing(grant.org_id, generation=generation)
+    except DatabaseError:
+        raise ProxyError(503, "The gateway cannot reach its database; try again shortly.", code="gateway_unavailable") from None
+    alias = body["model"]
+    if alias not in routing.aliases:
+        raise ProxyError(404, f"The model '{alias}' does not exist.", code="model_not_found", param="model")
+    if not grant.allows_alias(alias):
+        raise ProxyError(403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model")
+    stream = bool(body.get("stream")) and endpoint != "embeddings"
+    return Call(
+        request_id=request_id, endpoint=endpoint, anthropic_client=anthropic_client, body=body, grant=grant,
+        routing=routing, alias=alias, started=started, stream=stream,
+        client_wants_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+    )
+
+
+def _serve(request, *, endpoint: str, anthropic_client: bool):
+    started = time.monotonic()
+    request_id = _request_id(request)
+    alias, org = "", ""
+    try:
+        if request.method != "POST":
+            raise ProxyError(405, "Use POST.", code="method_not_allowed")
+        call = _authorized_call(request, endpoint=endpoint, anthropic_client=anthropic_client,
+                                request_id=request_id, started=started)
+        alias, org = call.alias, call.routing.org_slug
+        return _forward(call)
+    except ProxyError as error:
+        metrics.ERRORS.labels(org, alias, error.code).inc()
+        return error_response(error, anthropic=anthropic_client, request_id=request_id)
+
+
+@csrf_exempt
+def chat_completions(request):
+    return _serve(request, endpoint="chat", anthropic_client=False)
+
+
+@csrf_exempt
+def anthropic_messages(request):
+    return _serve(request, endpoint="messages", anthropic_client=True)
+
+
+@csrf_exempt
+def embeddings(request):
+    return _serve(request, endpoint="embeddings", anthropic_client=False)
+
+
+@csrf_exempt
+def models(request):
+    request_id = _request_id(request)
+    try:
+        if request.method != "GET":
+            raise ProxyError(405, "Use GET.", code="method_not_allowed")
+        generation = _cache_generation()
+        try:
+            grant = key_grant_for_secret(secret_from_request(request), generation=generation)
+            routing = org_routing(grant.org_id, generation=generation)
+        except DatabaseError:
+            raise ProxyError(503, "The gateway cannot reach its database.", code="gateway_unavailable") from None
+    except ProxyError as error:
+        return error_response(error, anthropic=False, request_id=request_id)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": routing.org_slug}
+            for name in sorted(routing.aliases) if grant.allows_alias(name)]
+    response = HttpResponse(orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+    response["x-request-id"] = request_id
+    return response
+
+
+# Forwarding -------------------------------------------------------------------------------
+
+def _upstream_body(call: Call, route: Route) -> bytes:
+    if call.endpoint == "embeddings":
+        return orjson.dumps({**call.body, "model": route.upstream_model})
+    if call.anthropic_client == route.speaks_anthropic:
+        upstream = {**call.body, "model": route.upstream_model}
+        if call.stream and not route.speaks_anthropic:
+            upstream["stream_options"] = {**(call.body.get("stream_options") or {}), "include_usage": True}
+        return orjson.dumps(upstream)
+    if call.anthropic_client:
+        return orjson.dumps(translate.anthropic_request_to_openai(call.body, upstream_model=route.upstream_model))
+    upstream = translate.openai_request_to_anthropic(
+        call.body, upstream_model=route.upstream_model,
+        default_max_tokens=route.max_output_tokens or settings.GATEHOUSE_DEFAULT_MAX_TOKENS,
+    )
+    return orjson.dumps(upstream)
+
+
+def _upstream_error_message(response: requests.Response) -> str:
+    try:
+        payload = orjson.loads(response.content)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    return (message or response.reason or "no details")[:MAX_UPSTREAM_MESSAGE]
+
+
+def _refusal_for_status(response: requests.Response, route: Route) -> ProxyError:
+    """Maps a non-200 upstream answer; raises AttemptFailed for the ones worth retrying elsewhere."""
+    status = response.status_code
+    if status in RETRYABLE_STATUSES:
+        if status == 429:
+            retry_after = response.headers.get("retry-after", "1")
+            raise AttemptFailed(ProxyError(429, "The provider is rate limiting this model; retry later.",
+                                           code="upstream_rate_limited", headers={"Retry-After": retry_after}))
+        raise AttemptFailed(ProxyError(502, f"The provider answered {status} for deployment '{route.deployment_name}'.",
+                                       code="upstream_error"))
+    if status in (401, 403):
+        return ProxyError(502, f"The provider refused the gateway's credential for deployment '{route.deployment_name}'; "
+                               "an admin must fix the provider credential.", code="upstream_auth_failed")
+    if status == 413:
+        return ProxyError(413, "The provider says the request is too large.", code="request_too_large")
+    if status == 404:
+        return ProxyError(502, f"The provider does not know the model of deployment '{route.deployment_name}'.",
+                          code="upstream_model_not_found")
+    return ProxyError(400, f"The provider rejected the request: {_upstream_error_message(response)}", code="upstream_rejected")
+
+
+def _attempt(call: Call, route: Route, body: bytes):
+    call.attempts += 1
+    try:
+        response = upstream_send(route, call.endpoint, body, stream=call.stream, request_id=call.request_id)
+    except requests.Timeout:
+        raise AttemptFailed(ProxyError(504, f"Deployment '{route.deployment_name}' timed out.", code="upstream_timeout")) from None
+    except requests.RequestException:
+        raise AttemptFailed(ProxyError(502, f"Could not reach deployment '{route.deployment_name}'.",
+                                       code="upstream_unreachable")) from None
+    if response.status_code != 200:
+        refusal = _refusal_for_status(response, route)  # raises AttemptFailed when retryable
+        response.close()
+        raise refusal
+    if call.stream:
+        return _stream_start(call, route, response)
+    return _complete(call, route, response)
+
+
+def _forward(call: Call):
+    chain = call.routing.aliases[call.alias]
+    candidates = routes_in_attempt_order(chain)
+    if call.endpoint == "embeddings":
+        candidates = [route for route in candidates if not route.speaks_anthropic]
+        if not candidates:
+            raise invalid_request(f"The model '{call.alias}' does not offer embeddings.", param="model")
+    cooling = deployments_cooling([route.deployment_id for route in candidates])
+    ready = [route for route in candidates if route.deployment_id not in cooling]
+    if not ready:
+        raise ProxyError(503, f"Every deployment of '{call.alias}' is cooling down after failures; retry shortly.",
+                         code="deployments_cooling_down", headers={"Retry-After": str(settings.GATEHOUSE_COOLDOWN_SECONDS)})
+    last_failure: ProxyError | None = None
+    for route in ready:
+        try:
+            body = _upstream_body(call, route)
+        except UntranslatableRequest as error:
+            last_failure = last_failure or error
+            continue
+        for retry in range(settings.GATEHOUSE_RETRIES_PER_DEPLOYMENT + 1):
+            try:
+                return _attempt(call, route, body)
+            except AttemptFailed as failure:
+                last_failure = failure.error
+                if deployment_failure_record(route.deployment_id):
+                    break
+                if retry < settings.GATEHOUSE_RETRIES_PER_DEPLOYMENT:
+                    time.sleep(settings.GATEHOUSE_RETRY_BACKOFF_SECONDS * (2 ** retry))
+    raise last_failure
+
+
+def _cost(route: Route, usage: Usage, endpoint: str) -> float:
+    if endpoint == "embeddings":
+        return usage.prompt_tokens * float(route.price_embedding_per_mtok or 0) / 1e6
+    return (usage.prompt_tokens * float(route.price_input_per_mtok or 0)
+            + usage.completion_tokens * float(route.price_output_per_mtok or 0)) / 1e6
+
+
+def _observe(call: Call, route: Route, status: int, usage: Usage) -> None:
+    metrics.request_observe(
+        org=call.routing.org_slug, alias=call.alias, deployment=route.deployment_name, status=status,
+        started=call.started, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        cost_usd=_cost(route, usage, call.endpoint),
+    )
+
+
+def _served_headers(response, call: Call, route: Route):
+    response["x-request-id"] = call.request_id
+    response["x-gatehouse-model-alias"] = call.alias
+    response["x-gatehouse-deployment"] = route.deployment_name
+    response["x-gatehouse-attempts"] = str(call.attempts)
+    return response
+
+
+def _complete(call: Call, route: Route, response: requests.Response) -> HttpResponse:
+    raw = response.content
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' sent a malformed answer.",
+                                       code="upstream_malformed")) from None
+    if not isinstance(payload, dict):
+        raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' sent a malformed answer.",
+                                       code="upstream_malformed"))
+    usage_block = payload.get("usage") or {}
+    if route.speaks_anthropic:
+        usage = Usage(usage_block.get("input_tokens", 0), usage_block.get("output_tokens", 0))
+    else:
+        usage = Usage(usage_block.get("prompt_tokens", 0), usage_block.get("completion_tokens", 0))
+    if call.endpoint != "embeddings" and call.anthropic_client != route.speaks_anthropic:
+        if call.anthropic_client:
+            raw = orjson.dumps(translate.openai_response_to_anthropic(payload, model=call.alias))
+        else:
+            raw = orjson.dumps(translate.anthropic_response_to_openai(payload, model=call.alias))
+    _observe(call, route, 200, usage)
+    return _served_headers(HttpResponse(raw, content_type="application/json"), call, route)
+
+
+# Streaming --------------------------------------------------------------------------------
+
+class StreamCut(Exception):
+    """The provider's stream failed after the first byte reached the client."""
+
+
+def _stream_start(call: Call, route: Route, response: requests.Response) -> StreamingHttpResponse:
+    """Reads the first event before answering, so that a failure up to here can still fall back."""
+    events = sse_events(response)
+    try:
+        first = next(events)
+        first_payload = None if first[1] == b"[DONE]" else orjson.loads(first[1])
+    except (StopIteration, requests.RequestException, orjson.JSONDecodeError):
+        response.close()
+        raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' broke off its stream before the first event.",
+                                       code="upstream_stream_failed")) from None
+    upstream_error = first[0] == "error" if route.speaks_anthropic else isinstance(first_payload, dict) and "error" in first_payload
+    if upstream_error:
+        response.close()
+        raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' reported an error.", code="upstream_error"))
+    metrics.TIME_TO_FIRST_TOKEN.labels(call.routing.org_slug, call.alias, route.deployment_name).observe(
+        time.monotonic() - call.started)
+    streaming = StreamingHttpResponse(
+        _relay(call, route, response, first, first_payload, events), content_type="text/event-stream"
+    )
+    streaming["cache-control"] = "no-cache"
+    streaming["x-accel-buffering"] = "no"
+    return _served_headers(streaming, call, route)
+
+
+def _openai_sse(payload) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _anthropic_sse(event_type: str, payload) -> bytes:
+    return b"event: " + event_type.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _stream_error_event(call: Call, route: Route) -> bytes:
+    error = ProxyError(502, f"The stream from deployment '{route.deployment_name}' was cut off.", code="upstream_stream_cut")
+    if call.anthropic_client:
+        return _anthropic_sse("error", anthropic_error_body(error))
+    return _openai_sse(openai_error_body(error))
+
+
+def _relay(call: Call, route: Route, response: requests.Response, first, first_payload, events):
+    """Yields the client's SSE bytes; closes the upstream call however the stream ends,
+    including when the client goes away (the generator is closed)."""
+    usage = Usage()
+    status = 200
+    if route.speaks_anthropic:
+        relay = _relay_anthropic_upstream(call, usage, first, first_payload, events)
+    else:
+        relay = _relay_openai_upstream(call, usage, first, first_payload, events)
+    try:
+        yield from relay
+    except (StreamCut, requests.RequestException, orjson.JSONDecodeError):
+        status = 502
+        metrics.ERRORS.labels(call.routing.org_slug, call.alias, "upstream_stream_cut").inc()
+        yield _stream_error_event(call, route)
+    except GeneratorExit:
+        status = 499  # the client disconnected; closing the upstream response cancels the provider call
+        raise
+    finally:
+        response.close()
+        _observe(call, route, status, usage)
+
+
+def _may_carry_usage_or_error(data: bytes) -> bool:
+    # Parsing every chunk costs CPU; only chunks that can hold a usage block or an error need it.
+    if b'"error"' in data:
+        return True
+    return b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data
+
+
+def _relay_openai_upstream(call: Call, usage: Usage, first, first_payload, events):
+    to_anthropic = translate.OpenAIStreamToAnthropic(model=call.alias) if call.anthropic_client else None
+    pending = [(first[1], first_payload)]
+    while True:
+        for data, payload in pending:
+            if data == b"[DONE]":
+                if to_anthropic:
+                    for event_type, event in to_anthropic.finish():
+                        yield _anthropic_sse(event_type, event)
+                else:
+                    yield b"data: [DONE]\n\n"
+                return
+            if payload is None:
+                payload = orjson.loads(data) if (to_anthropic or _may_carry_usage_or_error(data)) else None
+            if payload is not None:
+                if "error" in payload:
+                    raise StreamCut()
+                if payload.get("usage"):
+                    usage.prompt_tokens = payload["usage"].get("prompt_tokens", 0)
+                    usage.completion_tokens = payload["usage"].get("completion_tokens", 0)
+                if to_anthropic:
+                    for event_type, event in to_anthropic.feed(payload):
+                        yield _anthropic_sse(event_type, event)
+                    continue
+                if payload.get("usage") and not payload.get("choices") and not call.client_wants_usage:
+                    continue  # the usage chunk the gateway asked for on its own account
+            yield b"data: " + data + b"\n\n"
+        try:
+            event_type, data = next(events)
+        except StopIteration:
+            raise StreamCut() from None
+        pending = [(data, None)]
+
+
+def _relay_anthropic_upstream(call: Call, usage: Usage, first, first_payload, events):
+    to_openai = None if call.anthropic_client else translate.AnthropicStreamToOpenAI(
+        model=call.alias, include_usage=call.client_wants_usage)
+    event_type, data, payload = first[0], first[1], first_payload
+    while True:
+        if event_type == "error":
+            raise StreamCut()
+        if payload is None and (to_openai or event_type in ("message_start", "message_delta")):
+            payload = orjson.loads(data)
+        if event_type == "message_start":
+            usage.prompt_tokens = ((payload.get("message") or {}).get("usage") or {}).get("input_tokens", 0)
+        elif event_type == "message_delta":
+            usage.completion_tokens = (payload.get("usage") or {}).get("output_tokens", 0)
+        if to_openai:
+            for chunk in to_openai.feed(event_type or "", payload):
+                yield _openai_sse(chunk)
+            if event_type == "message_stop":
+                yield b"data: [DONE]\n\n"
+        else:
+            yield b"event: " + (event_type or "message").encode() + b"\ndata: " + data + b"\n\n"
+        if event_type == "message_stop":
+            return
+        try:
+            event_type, data = next(events)
+        except StopIteration:
+            raise StreamCut() from None
+        payload = None
