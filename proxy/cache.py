@@ -22,7 +22,7 @@ def redis_client() -> redis.Redis:
         with _client_lock:
             if _client is None:
                 _client = redis.Redis.from_url(
-                    settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
+                    settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
                 )
     return _client
 

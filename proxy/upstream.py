@@ -1,7 +1,10 @@
-"""Calls to provider deployments: URL and headers per provider kind, one pooled HTTP session
-per process, and an SSE reader for streamed answers."""
-import requests
-from requests.adapters import HTTPAdapter
+"""Calls to provider deployments: URL and headers per provider kind, one connection pool per
+process, and an SSE reader for streamed answers.
+
+urllib3 (the transport under `requests`) is used directly: on the hot path, requests'
+per-call session merging and request preparation cost more CPU than the call itself.
+"""
+import urllib3
 
 from keys.models import ProviderKind
 from proxy.routing import Route
@@ -9,18 +12,14 @@ from proxy.routing import Route
 ANTHROPIC_VERSION = "2023-06-01"
 CONNECT_TIMEOUT_SECONDS = 5.0
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+# NewConnectionError (a refused connection) subclasses ConnectTimeoutError in urllib3 2: test it first.
+UpstreamRefused = urllib3.exceptions.NewConnectionError
+UpstreamTimeout = urllib3.exceptions.TimeoutError
+UpstreamUnreachable = urllib3.exceptions.HTTPError
+UpstreamResponse = urllib3.BaseHTTPResponse
 
-
-def _session() -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=2048, max_retries=0, pool_block=False)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = False  # never route provider traffic through an ambient proxy setting
-    return session
-
-
-SESSION = _session()
+# Never follows redirects nor retries on its own: retries and fallbacks are the proxy's decision.
+POOL = urllib3.PoolManager(num_pools=256, maxsize=4096, block=False, retries=False)
 
 
 def upstream_url_and_headers(route: Route, endpoint: str) -> tuple[str, dict]:
@@ -41,20 +40,27 @@ def upstream_url_and_headers(route: Route, endpoint: str) -> tuple[str, dict]:
     return f"{route.base_url}/{path}", headers
 
 
-def upstream_send(route: Route, endpoint: str, body: bytes, *, stream: bool, request_id: str) -> requests.Response:
+def upstream_send(route: Route, endpoint: str, body: bytes, *, stream: bool, request_id: str) -> UpstreamResponse:
     url, headers = upstream_url_and_headers(route, endpoint)
     headers["x-request-id"] = request_id
-    return SESSION.post(
-        url, data=body, headers=headers, stream=stream,
-        timeout=(min(CONNECT_TIMEOUT_SECONDS, route.timeout_seconds), route.timeout_seconds),
-        allow_redirects=False,
+    return POOL.urlopen(
+        "POST", url, body=body, headers=headers, redirect=False, retries=False, preload_content=not stream,
+        timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, route.timeout_seconds), read=route.timeout_seconds),
     )
 
 
-def sse_events(response: requests.Response):
+def _body_pieces(response: UpstreamResponse):
+    if response.chunked:
+        yield from response.read_chunked()
+        return
+    while piece := response.read1(65536):
+        yield piece
+
+
+def sse_events(response: UpstreamResponse):
     """Yields (event type or None, data bytes) per server-sent event, as the bytes arrive."""
     buffer = b""
-    for piece in response.iter_content(chunk_size=None):
+    for piece in _body_pieces(response):
         buffer += piece.replace(b"\r\n", b"\n")
         while True:
             end = buffer.find(b"\n\n")
@@ -69,3 +75,13 @@ def sse_events(response: requests.Response):
                     event_type = line[6:].strip().decode()
             if data_lines:
                 yield event_type, b"\n".join(data_lines)
+
+
+def upstream_release(response: UpstreamResponse, *, finished: bool) -> None:
+    """A finished answer's connection goes back to the pool; an unfinished one is closed,
+    which is what stops the provider working on an answer nobody will read."""
+    if finished:
+        response.drain_conn()
+        response.release_conn()
+    else:
+        response.close()

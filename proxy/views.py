@@ -11,7 +11,6 @@ import uuid
 
 import orjson
 import redis
-import requests
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse, StreamingHttpResponse
@@ -23,7 +22,16 @@ from proxy.cache import gateway_cache_generation
 from proxy.cooldown import deployment_failure_record, deployments_cooling
 from proxy.errors import ProxyError, UntranslatableRequest, anthropic_error_body, error_response, invalid_request, openai_error_body
 from proxy.routing import OrgRouting, Route, org_routing, routes_in_attempt_order
-from proxy.upstream import RETRYABLE_STATUSES, sse_events, upstream_send
+from proxy.upstream import (
+    RETRYABLE_STATUSES,
+    UpstreamRefused,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    sse_events,
+    upstream_release,
+    upstream_send,
+)
 from proxy.validation import chat_request_validate, embeddings_request_validate, messages_request_validate
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -181,9 +189,9 @@ def _upstream_body(call: Call, route: Route) -> bytes:
     return orjson.dumps(upstream)
 
 
-def _upstream_error_message(response: requests.Response) -> str:
+def _upstream_error_message(response: UpstreamResponse) -> str:
     try:
-        payload = orjson.loads(response.content)
+        payload = orjson.loads(response.data)
         error = payload.get("error") if isinstance(payload, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
     except (orjson.JSONDecodeError, AttributeError):
@@ -191,9 +199,9 @@ def _upstream_error_message(response: requests.Response) -> str:
     return (message or response.reason or "no details")[:MAX_UPSTREAM_MESSAGE]
 
 
-def _refusal_for_status(response: requests.Response, route: Route) -> ProxyError:
+def _refusal_for_status(response: UpstreamResponse, route: Route) -> ProxyError:
     """Maps a non-200 upstream answer; raises AttemptFailed for the ones worth retrying elsewhere."""
-    status = response.status_code
+    status = response.status
     if status in RETRYABLE_STATUSES:
         if status == 429:
             retry_after = response.headers.get("retry-after", "1")
@@ -216,15 +224,19 @@ def _attempt(call: Call, route: Route, body: bytes):
     call.attempts += 1
     try:
         response = upstream_send(route, call.endpoint, body, stream=call.stream, request_id=call.request_id)
-    except requests.Timeout:
+    except UpstreamRefused:
+        raise AttemptFailed(ProxyError(502, f"Could not connect to deployment '{route.deployment_name}'.",
+                                       code="upstream_unreachable")) from None
+    except UpstreamTimeout:
         raise AttemptFailed(ProxyError(504, f"Deployment '{route.deployment_name}' timed out.", code="upstream_timeout")) from None
-    except requests.RequestException:
+    except UpstreamUnreachable:
         raise AttemptFailed(ProxyError(502, f"Could not reach deployment '{route.deployment_name}'.",
                                        code="upstream_unreachable")) from None
-    if response.status_code != 200:
-        refusal = _refusal_for_status(response, route)  # raises AttemptFailed when retryable
-        response.close()
-        raise refusal
+    if response.status != 200:
+        try:
+            raise _refusal_for_status(response, route)  # AttemptFailed when worth retrying
+        finally:
+            upstream_release(response, finished=False)
     if call.stream:
         return _stream_start(call, route, response)
     return _complete(call, route, response)
@@ -284,8 +296,8 @@ def _served_headers(response, call: Call, route: Route):
     return response
 
 
-def _complete(call: Call, route: Route, response: requests.Response) -> HttpResponse:
-    raw = response.content
+def _complete(call: Call, route: Route, response: UpstreamResponse) -> HttpResponse:
+    raw = response.data
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -314,19 +326,19 @@ class StreamCut(Exception):
     """The provider's stream failed after the first byte reached the client."""
 
 
-def _stream_start(call: Call, route: Route, response: requests.Response) -> StreamingHttpResponse:
+def _stream_start(call: Call, route: Route, response: UpstreamResponse) -> StreamingHttpResponse:
     """Reads the first event before answering, so that a failure up to here can still fall back."""
     events = sse_events(response)
     try:
         first = next(events)
         first_payload = None if first[1] == b"[DONE]" else orjson.loads(first[1])
-    except (StopIteration, requests.RequestException, orjson.JSONDecodeError):
-        response.close()
+    except (StopIteration, UpstreamUnreachable, orjson.JSONDecodeError):
+        upstream_release(response, finished=False)
         raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' broke off its stream before the first event.",
                                        code="upstream_stream_failed")) from None
     upstream_error = first[0] == "error" if route.speaks_anthropic else isinstance(first_payload, dict) and "error" in first_payload
     if upstream_error:
-        response.close()
+        upstream_release(response, finished=False)
         raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' reported an error.", code="upstream_error"))
     metrics.TIME_TO_FIRST_TOKEN.labels(call.routing.org_slug, call.alias, route.deployment_name).observe(
         time.monotonic() - call.started)
@@ -353,18 +365,20 @@ def _stream_error_event(call: Call, route: Route) -> bytes:
     return _openai_sse(openai_error_body(error))
 
 
-def _relay(call: Call, route: Route, response: requests.Response, first, first_payload, events):
+def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_payload, events):
     """Yields the client's SSE bytes; closes the upstream call however the stream ends,
     including when the client goes away (the generator is closed)."""
     usage = Usage()
     status = 200
+    finished = False
     if route.speaks_anthropic:
         relay = _relay_anthropic_upstream(call, usage, first, first_payload, events)
     else:
         relay = _relay_openai_upstream(call, usage, first, first_payload, events)
     try:
         yield from relay
-    except (StreamCut, requests.RequestException, orjson.JSONDecodeError):
+        finished = True
+    except (StreamCut, UpstreamUnreachable, orjson.JSONDecodeError):
         status = 502
         metrics.ERRORS.labels(call.routing.org_slug, call.alias, "upstream_stream_cut").inc()
         yield _stream_error_event(call, route)
@@ -372,7 +386,7 @@ def _relay(call: Call, route: Route, response: requests.Response, first, first_p
         status = 499  # the client disconnected; closing the upstream response cancels the provider call
         raise
     finally:
-        response.close()
+        upstream_release(response, finished=finished)
         _observe(call, route, status, usage)
 
 
