@@ -88,13 +88,17 @@ OWNER_DATABASE_URL = env_str(
 )
 # A superuser connection, used only by `ops/services.py` and the test set-up to create roles and databases.
 ADMIN_DATABASE_URL = env_str("ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# A bounded pool per process: under gevent every in-flight request is a greenlet, and an
+# unbounded "connection per greenlet" would exhaust PostgreSQL's max_connections.
+DATABASE_POOL = {"min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 10), "timeout": env_int("DATABASE_POOL_TIMEOUT", 10)}
 DATABASES = {
-    "default": {**database_settings_from_url(DATABASE_URL), "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": True},
+    "default": {**database_settings_from_url(DATABASE_URL), "OPTIONS": {"pool": DATABASE_POOL}},
     "owner": {**database_settings_from_url(OWNER_DATABASE_URL), "CONN_MAX_AGE": 0},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+GATEHOUSE_REDIS_POOL_MAX = env_int("GATEHOUSE_REDIS_POOL_MAX", 64)
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 AUTH_USER_MODEL = "accounts.User"

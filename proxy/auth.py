@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from keys.models import VirtualKey, VirtualKeySecret
 from keys.secrets import secret_hash
+from proxy.cache import GenerationCache
 from proxy.errors import ProxyError
 from tenants.context import org_context, secret_hash_context
 
@@ -33,7 +34,7 @@ class KeyGrant:
         return "*" in self.allowed_aliases or alias in self.allowed_aliases
 
 
-_grants: dict[str, tuple[int, KeyGrant | None]] = {}
+_grants = GenerationCache(max_entries=MAX_CACHED_SECRETS)
 
 
 def _grant_load(hashed: str) -> KeyGrant | None:
@@ -55,15 +56,7 @@ def _grant_load(hashed: str) -> KeyGrant | None:
 def key_grant_for_secret(secret: str | None, *, generation: int) -> KeyGrant:
     if not secret:
         raise ProxyError(401, "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'.", code="missing_api_key")
-    hashed = secret_hash(secret)
-    cached = _grants.get(hashed)
-    if cached is not None and cached[0] == generation:
-        grant = cached[1]
-    else:
-        grant = _grant_load(hashed)
-        if len(_grants) >= MAX_CACHED_SECRETS:
-            _grants.clear()
-        _grants[hashed] = (generation, grant)
+    grant = _grants.get(secret_hash(secret), generation, _grant_load)
     if grant is None:
         raise ProxyError(401, "Invalid API key.", code="invalid_api_key")
     now = timezone.now()

@@ -7,6 +7,8 @@ commit (`gateway_cache_invalidate`), and each request reads it once, so a revoke
 rotation takes effect on the next request in every process.
 """
 import threading
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -21,9 +23,13 @@ def redis_client() -> redis.Redis:
     if _client is None:
         with _client_lock:
             if _client is None:
-                _client = redis.Redis.from_url(
-                    settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+                # Blocking: with hundreds of greenlets in flight, a request waits for a free
+                # connection rather than failing or opening one per greenlet.
+                pool = redis.BlockingConnectionPool.from_url(
+                    settings.REDIS_URL, max_connections=settings.GATEHOUSE_REDIS_POOL_MAX, timeout=10,
+                    socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
                 )
+                _client = redis.Redis(connection_pool=pool)
     return _client
 
 
@@ -34,3 +40,35 @@ def gateway_cache_invalidate() -> None:
 
 def gateway_cache_generation() -> int:
     return int(redis_client().get(GENERATION_KEY) or 0)
+
+
+class GenerationCache:
+    """Values loaded from PostgreSQL, valid while the gateway generation is unchanged.
+
+    Loads are single-flight per key: when a change bumps the generation while hundreds of
+    requests are in flight, one of them reloads and the others wait for it, instead of
+    each opening a database connection.
+    """
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[int, Any]] = {}
+        self._loading: dict[Hashable, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: Hashable, generation: int, load: Callable[[Hashable], Any]) -> Any:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == generation:
+            return entry[1]
+        with self._guard:
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != generation:
+                value = load(key)
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                entry = self._entries[key] = (generation, value)
+            with self._guard:
+                self._loading.pop(key, None)
+        return entry[1]

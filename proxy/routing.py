@@ -6,6 +6,7 @@ import uuid
 
 from keys.models import AliasRoute, ProviderKind
 from keys.services import credential_api_key
+from proxy.cache import GenerationCache
 from tenants.context import org_context
 from tenants.models import Org
 
@@ -46,7 +47,7 @@ class OrgRouting:
     aliases: dict[str, tuple[Route, ...]]
 
 
-_routings: dict[uuid.UUID, tuple[int, OrgRouting]] = {}
+_routings = GenerationCache(max_entries=MAX_CACHED_ORGS)
 
 
 def _routing_load(org_id: uuid.UUID) -> OrgRouting:
@@ -78,14 +79,7 @@ def _routing_load(org_id: uuid.UUID) -> OrgRouting:
 
 
 def org_routing(org_id: uuid.UUID, *, generation: int) -> OrgRouting:
-    cached = _routings.get(org_id)
-    if cached is not None and cached[0] == generation:
-        return cached[1]
-    routing = _routing_load(org_id)
-    if len(_routings) >= MAX_CACHED_ORGS:
-        _routings.clear()
-    _routings[org_id] = (generation, routing)
-    return routing
+    return _routings.get(org_id, generation, _routing_load)
 
 
 def routes_in_attempt_order(chain: tuple[Route, ...]) -> list[Route]:
