@@ -165,7 +165,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Gatehouse management API",
-    "DESCRIPTION": "Orgs, teams, members and admin tokens of a Gatehouse LLM gateway.",
+    "DESCRIPTION": "Orgs, teams, members, admin tokens, provider credentials, deployments, model aliases and "
+    "virtual keys of a Gatehouse LLM gateway.",
+    "ENUM_NAME_OVERRIDES": {"DataRegionEnum": "tenants.models.DataRegion"},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -53,10 +53,23 @@ def _grant_load(hashed: str) -> KeyGrant | None:
     )
 
 
-def key_grant_for_secret(secret: str | None, *, generation: int) -> KeyGrant:
+def hashed_secret_from_request(request) -> str:
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    if authorization[:7].lower() == "bearer ":
+        secret = authorization[7:].strip()
+    else:
+        secret = request.META.get("HTTP_X_API_KEY", "").strip()
     if not secret:
         raise ProxyError(401, "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'.", code="missing_api_key")
-    grant = _grants.get(secret_hash(secret), generation, _grant_load)
+    return secret_hash(secret)
+
+
+def key_grant_guess(hashed: str) -> KeyGrant | None:
+    return _grants.peek(hashed)
+
+
+def key_grant_for_hash(hashed: str, *, generation: int) -> KeyGrant:
+    grant = _grants.get(hashed, generation, _grant_load)
     if grant is None:
         raise ProxyError(401, "Invalid API key.", code="invalid_api_key")
     now = timezone.now()
@@ -67,10 +80,3 @@ def key_grant_for_secret(secret: str | None, *, generation: int) -> KeyGrant:
     if grant.secret_valid_until is not None and grant.secret_valid_until <= now:
         raise ProxyError(401, "This API key was rotated and its grace period is over.", code="rotated_api_key")
     return grant
-
-
-def secret_from_request(request) -> str | None:
-    authorization = request.META.get("HTTP_AUTHORIZATION", "")
-    if authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
-    return request.META.get("HTTP_X_API_KEY", "").strip() or None

@@ -13,7 +13,6 @@ from typing import Any
 import redis
 from django.conf import settings
 
-GENERATION_KEY = "gatehouse:gateway:generation"
 _client_lock = threading.Lock()
 _client: redis.Redis | None = None
 
@@ -33,13 +32,21 @@ def redis_client() -> redis.Redis:
     return _client
 
 
+def _generation_key() -> str:
+    # Per database, so that a test run or a second installation on the same Redis does not
+    # flush this installation's caches.
+    return f"gatehouse:{settings.DATABASES['default']['NAME']}:gateway:generation"
+
+
 def gateway_cache_invalidate() -> None:
     """Call in `transaction.on_commit` after any change the proxy reads."""
-    redis_client().incr(GENERATION_KEY)
+    redis_client().incr(_generation_key())
 
 
-def gateway_cache_generation() -> int:
-    return int(redis_client().get(GENERATION_KEY) or 0)
+def gateway_state_read(extra_keys: list[str]) -> tuple[int, list]:
+    """The generation and the values of `extra_keys` (cooldown flags), in one round trip."""
+    values = redis_client().mget([_generation_key(), *extra_keys])
+    return int(values[0] or 0), values[1:]
 
 
 class GenerationCache:
@@ -55,6 +62,11 @@ class GenerationCache:
         self._entries: dict[Hashable, tuple[int, Any]] = {}
         self._loading: dict[Hashable, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    def peek(self, key: Hashable) -> Any:
+        """The cached value whatever its generation, or None: a guess to prefetch with."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None else None
 
     def get(self, key: Hashable, generation: int, load: Callable[[Hashable], Any]) -> Any:
         entry = self._entries.get(key)

@@ -12,14 +12,22 @@ FAILURES_KEY = "gatehouse:deployment:{}:failures"
 COOLDOWN_KEY = "gatehouse:deployment:{}:cooldown"
 
 
+def cooldown_keys(deployment_ids: list[str]) -> list[str]:
+    return [COOLDOWN_KEY.format(deployment_id) for deployment_id in deployment_ids]
+
+
+def cooling_from_flags(deployment_ids: list[str], flags: list) -> set[str]:
+    return {deployment_id for deployment_id, flag in zip(deployment_ids, flags) if flag}
+
+
 def deployments_cooling(deployment_ids: list[str]) -> set[str]:
     if not deployment_ids:
         return set()
     try:
-        flags = redis_client().mget([COOLDOWN_KEY.format(d) for d in deployment_ids])
+        flags = redis_client().mget(cooldown_keys(deployment_ids))
     except redis.RedisError:
         return set()
-    return {deployment_id for deployment_id, flag in zip(deployment_ids, flags) if flag}
+    return cooling_from_flags(deployment_ids, flags)
 
 
 def deployment_failure_record(deployment_id: str) -> bool:

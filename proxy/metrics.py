@@ -2,6 +2,7 @@
 
 Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (make web does) so
 that every worker's numbers are added up."""
+import functools
 import ipaddress
 import os
 import time
@@ -24,17 +25,29 @@ TOKENS = Counter("gatehouse_tokens_total", "Tokens processed", ("org", "alias", 
 COST = Counter("gatehouse_cost_usd_total", "Cost at the deployment's prices, in USD", ("org", "alias", "deployment"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _series(org: str, alias: str, deployment: str, status: str):
+    # prometheus_client's labels() costs more than the increment; the children are stable, so keep them.
+    return (
+        REQUESTS.labels(org, alias, deployment, status),
+        LATENCY.labels(org, alias, deployment, status),
+        TOKENS.labels(org, alias, deployment, "prompt"),
+        TOKENS.labels(org, alias, deployment, "completion"),
+        COST.labels(org, alias, deployment),
+    )
+
+
 def request_observe(*, org: str, alias: str, deployment: str, status: int, started: float,
                     prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
-    status_label = str(status)
-    REQUESTS.labels(org, alias, deployment, status_label).inc()
-    LATENCY.labels(org, alias, deployment, status_label).observe(time.monotonic() - started)
+    requests, latency, prompt, completion, cost = _series(org, alias, deployment, str(status))
+    requests.inc()
+    latency.observe(time.monotonic() - started)
     if prompt_tokens:
-        TOKENS.labels(org, alias, deployment, "prompt").inc(prompt_tokens)
+        prompt.inc(prompt_tokens)
     if completion_tokens:
-        TOKENS.labels(org, alias, deployment, "completion").inc(completion_tokens)
+        completion.inc(completion_tokens)
     if cost_usd:
-        COST.labels(org, alias, deployment).inc(cost_usd)
+        cost.inc(cost_usd)
 
 
 def _scraper_allowed(request) -> bool:

@@ -82,6 +82,10 @@ def org_routing(org_id: uuid.UUID, *, generation: int) -> OrgRouting:
     return _routings.get(org_id, generation, _routing_load)
 
 
+def org_routing_guess(org_id: uuid.UUID) -> OrgRouting | None:
+    return _routings.peek(org_id)
+
+
 def routes_in_attempt_order(chain: tuple[Route, ...]) -> list[Route]:
     """Positions in order (fallbacks); within one position, a weighted random order (load balancing)."""
     ordered: list[Route] = []

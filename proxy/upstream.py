@@ -57,24 +57,32 @@ def _body_pieces(response: UpstreamResponse):
         yield piece
 
 
+def _sse_event(raw: bytes) -> tuple[str | None, bytes] | None:
+    if raw.startswith(b"data: ") and b"\n" not in raw:  # the usual shape: one data line
+        return None, raw[6:]
+    event_type, data_lines = None, []
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data:"):
+            data_lines.append(line[5:].lstrip())
+        elif line.startswith(b"event:"):
+            event_type = line[6:].strip().decode()
+    return (event_type, b"\n".join(data_lines)) if data_lines else None
+
+
 def sse_events(response: UpstreamResponse):
     """Yields (event type or None, data bytes) per server-sent event, as the bytes arrive."""
     buffer = b""
     for piece in _body_pieces(response):
-        buffer += piece.replace(b"\r\n", b"\n")
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
-            raw, buffer = buffer[:end], buffer[end + 2:]
-            event_type, data_lines = None, []
-            for line in raw.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data_lines.append(line[5:].lstrip())
-                elif line.startswith(b"event:"):
-                    event_type = line[6:].strip().decode()
-            if data_lines:
-                yield event_type, b"\n".join(data_lines)
+        if b"\r" in piece:
+            piece = piece.replace(b"\r\n", b"\n")
+        buffer += piece
+        if b"\n\n" not in buffer:
+            continue
+        *complete, buffer = buffer.split(b"\n\n")
+        for raw in complete:
+            event = _sse_event(raw)
+            if event is not None:
+                yield event
 
 
 def upstream_release(response: UpstreamResponse, *, finished: bool) -> None:

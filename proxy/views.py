@@ -17,11 +17,11 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from proxy import metrics, translate
-from proxy.auth import KeyGrant, key_grant_for_secret, secret_from_request
-from proxy.cache import gateway_cache_generation
-from proxy.cooldown import deployment_failure_record, deployments_cooling
+from proxy.auth import KeyGrant, hashed_secret_from_request, key_grant_for_hash, key_grant_guess
+from proxy.cache import gateway_state_read
+from proxy.cooldown import cooldown_keys, cooling_from_flags, deployment_failure_record, deployments_cooling
 from proxy.errors import ProxyError, UntranslatableRequest, anthropic_error_body, error_response, invalid_request, openai_error_body
-from proxy.routing import OrgRouting, Route, org_routing, routes_in_attempt_order
+from proxy.routing import OrgRouting, Route, org_routing, org_routing_guess, routes_in_attempt_order
 from proxy.upstream import (
     RETRYABLE_STATUSES,
     UpstreamRefused,
@@ -51,6 +51,7 @@ class Call:
     started: float
     stream: bool
     client_wants_usage: bool
+    cooling: set[str]
     attempts: int = 0
 
 
@@ -88,32 +89,46 @@ def _json_body(request) -> dict:
     return body
 
 
-def _cache_generation() -> int:
+def _gateway_state(deployment_ids: list[str]) -> tuple[int, set[str]]:
     try:
-        return gateway_cache_generation()
+        generation, flags = gateway_state_read(cooldown_keys(deployment_ids))
     except redis.RedisError:
         # Without the generation a revoked key could still pass: fail closed.
         raise ProxyError(503, "The gateway cannot reach Redis; try again shortly.", code="gateway_unavailable") from None
+    return generation, cooling_from_flags(deployment_ids, flags)
+
+
+def _chain_ids(routing: OrgRouting | None, alias: str) -> list[str]:
+    chain = routing.aliases.get(alias, ()) if routing is not None else ()
+    return [route.deployment_id for route in chain]
 
 
 def _authorized_call(request, *, endpoint: str, anthropic_client: bool, request_id: str, started: float) -> Call:
-    generation = _cache_generation()
+    hashed = hashed_secret_from_request(request)
+    body = _json_body(request)
+    VALIDATORS[endpoint](body)
+    alias = body["model"]
+    # One Redis round trip per request: the generation, plus the cooldown flags of the
+    # deployments that the cached routing (of any generation) says this alias uses.
+    guess = key_grant_guess(hashed)
+    guessed_ids = _chain_ids(org_routing_guess(guess.org_id) if guess else None, alias)
+    generation, cooling = _gateway_state(guessed_ids)
     try:
-        grant = key_grant_for_secret(secret_from_request(request), generation=generation)
-        body = _json_body(request)
-        VALIDATORS[endpoint](body)
+        grant = key_grant_for_hash(hashed, generation=generation)
         routing = org_routing(grant.org_id, generation=generation)
     except DatabaseError:
         raise ProxyError(503, "The gateway cannot reach its database; try again shortly.", code="gateway_unavailable") from None
-    alias = body["model"]
     if alias not in routing.aliases:
         raise ProxyError(404, f"The model '{alias}' does not exist.", code="model_not_found", param="model")
     if not grant.allows_alias(alias):
         raise ProxyError(403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model")
+    chain_ids = _chain_ids(routing, alias)
+    if chain_ids != guessed_ids:
+        cooling = deployments_cooling(chain_ids)
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     return Call(
         request_id=request_id, endpoint=endpoint, anthropic_client=anthropic_client, body=body, grant=grant,
-        routing=routing, alias=alias, started=started, stream=stream,
+        routing=routing, alias=alias, started=started, stream=stream, cooling=cooling,
         client_wants_usage=bool((body.get("stream_options") or {}).get("include_usage")),
     )
 
@@ -155,9 +170,10 @@ def models(request):
     try:
         if request.method != "GET":
             raise ProxyError(405, "Use GET.", code="method_not_allowed")
-        generation = _cache_generation()
+        hashed = hashed_secret_from_request(request)
+        generation, _ = _gateway_state([])
         try:
-            grant = key_grant_for_secret(secret_from_request(request), generation=generation)
+            grant = key_grant_for_hash(hashed, generation=generation)
             routing = org_routing(grant.org_id, generation=generation)
         except DatabaseError:
             raise ProxyError(503, "The gateway cannot reach its database.", code="gateway_unavailable") from None
@@ -249,8 +265,7 @@ def _forward(call: Call):
         candidates = [route for route in candidates if not route.speaks_anthropic]
         if not candidates:
             raise invalid_request(f"The model '{call.alias}' does not offer embeddings.", param="model")
-    cooling = deployments_cooling([route.deployment_id for route in candidates])
-    ready = [route for route in candidates if route.deployment_id not in cooling]
+    ready = [route for route in candidates if route.deployment_id not in call.cooling]
     if not ready:
         raise ProxyError(503, f"Every deployment of '{call.alias}' is cooling down after failures; retry shortly.",
                          code="deployments_cooling_down", headers={"Retry-After": str(settings.GATEHOUSE_COOLDOWN_SECONDS)})
