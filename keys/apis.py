@@ -13,7 +13,7 @@ from tenants import selectors as tenant_selectors
 from tenants.apis import OrgApi
 from tenants.models import DataRegion, Role, Team, slug_validator
 
-READ, WRITE, ADMIN = Role.VIEWER, Role.MEMBER, Role.ADMIN
+READ, ADMIN = Role.VIEWER, Role.ADMIN
 
 
 class CredentialRefField(serializers.CharField):
@@ -277,12 +277,6 @@ class VirtualKeyApi(OrgApi):
 
     def request_team(self, request, kwargs) -> Team | None:
         return selectors.virtual_key_get(org=self.org, key_id=kwargs["key_id"]).team
-
-    def _team_admin_admits(self, request, kwargs) -> bool:
-        if request.method not in self.team_admin_methods or not self.acting_role.at_least(WRITE):
-            return False
-        team = self.request_team(request, kwargs)
-        return team is not None and tenant_selectors.user_is_team_admin(user=request.user, team=team)
 
 
 class VirtualKeyListApi(VirtualKeyApi):

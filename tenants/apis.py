@@ -55,11 +55,15 @@ class OrgApi(APIView):
             return
         raise exceptions.PermissionDenied(f"This action needs the {required.label.lower()} role or higher.")
 
+    def request_team(self, request, kwargs) -> Team | None:
+        """The team a team admin must administer for `team_admin_methods`: by default the one in the URL."""
+        return selectors.team_get(org=self.org, team_id=kwargs["team_id"])
+
     def _team_admin_admits(self, request, kwargs) -> bool:
         if request.method not in self.team_admin_methods or not self.acting_role.at_least(Role.MEMBER):
             return False
-        team = selectors.team_get(org=self.org, team_id=kwargs["team_id"])
-        return selectors.user_is_team_admin(user=request.user, team=team)
+        team = self.request_team(request, kwargs)
+        return team is not None and selectors.user_is_team_admin(user=request.user, team=team)
 
     def paginated(self, queryset, serializer_class):
         paginator = Pagination()
