@@ -68,7 +68,7 @@ class AttemptFailed(Exception):
         self.error = error
 
 
-def _request_id(request) -> str:
+def request_id_for(request) -> str:
     offered = request.META.get("HTTP_X_REQUEST_ID", "")
     return offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
 
@@ -135,7 +135,7 @@ def _authorized_call(request, *, endpoint: str, anthropic_client: bool, request_
 
 def _serve(request, *, endpoint: str, anthropic_client: bool):
     started = time.monotonic()
-    request_id = _request_id(request)
+    request_id = request_id_for(request)
     alias, org = "", ""
     try:
         if request.method != "POST":
@@ -166,7 +166,7 @@ def embeddings(request):
 
 @csrf_exempt
 def models(request):
-    request_id = _request_id(request)
+    request_id = request_id_for(request)
     try:
         if request.method != "GET":
             raise ProxyError(405, "Use GET.", code="method_not_allowed")

@@ -148,3 +148,9 @@ def test_expired_key_is_401(gateway_url, wired, committed):
     assert response.status_code == 401 and openai_error(response)["code"] == "expired_api_key"
 
 
+
+
+def test_unknown_v1_endpoint_is_a_json_404_with_headers(gateway_url, wired):
+    response = post(gateway_url, "/v1/completions", key=wired.key, json={"model": "gpt", "prompt": "x"})
+    assert response.status_code == 404 and openai_error(response)["code"] == "unknown_endpoint"
+    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-request-id"]
