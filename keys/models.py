@@ -3,7 +3,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-from tenants.models import DataRegion, Team, slug_validator
+from tenants.models import DataRegion, LoggingLevel, Team, slug_validator
 from tenants.scoping import OrgOwnedModel
 
 
@@ -90,6 +90,8 @@ class VirtualKey(OrgOwnedModel):
     name = models.CharField(max_length=100)
     allowed_aliases = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # May only lower the team's and org's request-logging level (None: inherit).
+    logging_level = models.CharField(max_length=10, choices=LoggingLevel.choices, null=True, blank=True)
     prefix = models.CharField(max_length=16)
     last_four = models.CharField(max_length=4)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -52,8 +52,12 @@ class Org(models.Model):
     name = models.CharField(max_length=100)
     data_region = models.CharField(max_length=2, choices=DataRegion.choices, default=DataRegion.US)
     logging_level = models.CharField(max_length=10, choices=LoggingLevel.choices, default=LoggingLevel.METADATA)
+    # Request-log metadata is kept `retention_days`; prompt and completion text only `text_retention_days`.
     retention_days = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)]
+    )
+    text_retention_days = models.PositiveIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -64,6 +68,8 @@ class Org(models.Model):
 class Team(OrgOwnedModel):
     slug = models.CharField(max_length=50, validators=[slug_validator])
     name = models.CharField(max_length=100)
+    # May only lower the org's request-logging level (None: the org's).
+    logging_level = models.CharField(max_length=10, choices=LoggingLevel.choices, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
