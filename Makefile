@@ -9,7 +9,7 @@ WEB_WORKERS ?= 2
 WEB_CONNECTIONS ?= 2000
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test install services migrate seed web worker beat mock-provider check bench clean
+.PHONY: run test test-tools install services migrate seed web worker beat mock-provider check bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,7 +54,23 @@ mock-provider: install
 check: install
 	$(PY) manage.py check --deploy
 
-test: services
+# What the browser and SSO tests need beyond Python: Debian's Chromium (Playwright drives it, and never
+# downloads a browser of its own) and the npm packages of the test OpenID provider in tests/oidc.
+test-tools:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if ! command -v apt-get >/dev/null; then \
+			echo "Missing /usr/bin/chromium (the browser tests' Chromium) and apt-get is not available:"; \
+			echo "install Chromium at /usr/bin/chromium with this system's package manager."; exit 1; \
+		fi; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; \
+	fi
+	@if [ ! -d tests/oidc/node_modules ]; then \
+		command -v npm >/dev/null || { echo "Missing npm (Node.js), needed by the SSO tests' OpenID provider."; exit 1; }; \
+		cd tests/oidc && npm ci --no-audit --no-fund; \
+	fi
+
+test: services test-tools
 	$(PY) -m pytest
 
 bench: services

@@ -7,6 +7,7 @@ from accounts.models import AdminToken
 from config.api import StrictSerializer
 from tenants.apis import OrgApi
 from tenants.models import Role
+from tenants.selectors import membership_get
 
 
 class AdminTokenOutput(serializers.ModelSerializer):
@@ -42,8 +43,10 @@ class AdminTokenListApi(OrgApi):
 
     @extend_schema(request=AdminTokenInput, responses={201: AdminTokenCreateOutput})
     def post(self, request, org):
-        if isinstance(request.auth, AdminToken):
-            raise exceptions.PermissionDenied("Admin tokens can only be created from a console session.")
+        if request.auth is not None or not request.user.is_verified():
+            raise exceptions.PermissionDenied(
+                "Admin tokens can only be created from a console session verified with a second factor."
+            )
         data = AdminTokenInput(data=request.data)
         data.is_valid(raise_exception=True)
         token, secret = services.admin_token_create(
@@ -63,4 +66,16 @@ class AdminTokenDetailApi(OrgApi):
         user = None if self.acting_role.at_least(Role.ADMIN) else request.user
         token = selectors.admin_token_get(org=self.org, token_id=token_id, user=user)
         services.admin_token_revoke(org=self.org, token=token, actor=self.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberMfaResetApi(OrgApi):
+    """Removes a member's second factor (a lost phone); audited, and all their sessions end."""
+
+    required_role = {"DELETE": Role.ADMIN}
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, membership_id):
+        membership = membership_get(org=self.org, membership_id=membership_id)
+        services.member_mfa_reset(org=self.org, membership=membership, actor=self.actor, acting_role=self.acting_role)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from accounts import schema  # noqa: F401  (registers the OpenAPI security schemes)
+        from accounts import receivers, schema  # noqa: F401  (audit receivers; OpenAPI security schemes)

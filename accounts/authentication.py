@@ -55,3 +55,25 @@ class MasterKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return "Bearer"
+
+
+class SessionNotVerified(exceptions.PermissionDenied):
+    default_detail = (
+        "This console session has not been verified with a second factor. Set up or enter your "
+        "two-factor code in the console (/account/mfa/), or use an admin token."
+    )
+    default_code = "mfa_required"
+
+
+class VerifiedSessionAuthentication(authentication.SessionAuthentication):
+    """A console session (with CSRF), accepted by the management API only once it is verified with a
+    second factor (django-otp's `is_verified`, set by OTPMiddleware)."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, _ = result
+        if not getattr(user, "is_verified", lambda: False)():
+            raise SessionNotVerified()
+        return result

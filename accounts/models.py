@@ -1,5 +1,6 @@
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.utils import timezone
 
@@ -40,6 +41,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self):
         return self.email
 
+    def save(self, *args, **kwargs):
+        # Every password change (console, admin, `manage.py changepassword`) goes through here, with
+        # `_password` set by `set_password`: it ends all of the person's sessions.
+        password_changed = self.pk is not None and self._password is not None
+        super().save(*args, **kwargs)
+        if password_changed:
+            from accounts.services import user_sessions_end
+
+            user_sessions_end(user=self)
+
 
 class AdminToken(OrgOwnedModel):
     """A management-API credential of one user in one org; the secret is stored only as a keyed hash."""
@@ -60,3 +71,24 @@ class AdminToken(OrgOwnedModel):
 
     def __str__(self):
         return f"{self.prefix}…{self.last_four}"
+
+
+class UserSession(AbstractBaseSession):
+    """A console session (the session engine is `accounts.session_store`), with whose it is, so that a
+    person can list and revoke their sessions and a password or role change can end all of them."""
+
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions")
+    auth_method = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=256, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expire_date"])]
+
+    @classmethod
+    def get_session_store_class(cls):
+        from accounts.session_store import SessionStore
+
+        return SessionStore

@@ -16,3 +16,16 @@ class MasterKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "GATEHOUSE_MASTER_KEY: creates orgs only."}
+
+
+class VerifiedSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.VerifiedSessionAuthentication"
+    name = "consoleSession"
+
+    def get_security_definition(self, auto_schema):
+        from django.conf import settings
+
+        return {
+            "type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME,
+            "description": "A console session verified with a second factor (with the CSRF token on writes).",
+        }

@@ -24,6 +24,23 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+def query_params(request) -> dict:
+    """The query string as a plain dict, for a StrictSerializer (so unknown parameters are refused)."""
+    return {name: request.query_params.get(name) for name in request.query_params}
+
+
+class TimeRangeInput(StrictSerializer):
+    """`since` (inclusive) and `until` (exclusive), ISO 8601, the one after the other."""
+
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
+    until = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
+
+    def validate(self, data):
+        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
+            raise serializers.ValidationError({"until": ["Must be after 'since'."]})
+        return data
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message, "code": exc.code}

@@ -1,3 +1,4 @@
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, database_settings_from_url, env_bool, env_int, env_list, env_str
@@ -29,8 +30,15 @@ GATEHOUSE_MAX_OUTPUT_TOKENS = env_int("GATEHOUSE_MAX_OUTPUT_TOKENS", 262144)
 # /metrics: a bearer token, or a client address in these networks.
 GATEHOUSE_METRICS_TOKEN = env_str("GATEHOUSE_METRICS_TOKEN", "")
 GATEHOUSE_METRICS_ALLOW = env_list("GATEHOUSE_METRICS_ALLOW", "127.0.0.1/32,::1/128")
+# OpenTelemetry: a span per proxied request is exported over OTLP/HTTP when this is set.
+GATEHOUSE_OTLP_ENDPOINT = env_str("GATEHOUSE_OTLP_ENDPOINT", "")
+GATEHOUSE_OTEL_SERVICE_NAME = env_str("GATEHOUSE_OTEL_SERVICE_NAME", "gatehouse")
 # Pepper for keyed hashes of secrets (admin tokens, virtual keys); lives outside the database.
 GATEHOUSE_SECRET_PEPPER = env_str("GATEHOUSE_SECRET_PEPPER") or SECRET_KEY
+# Audit trail (docs/audit.md): the HMAC key of the per-org hash chains, held outside the database and kept
+# as long as the events; and how many proxies of ours append to X-Forwarded-For (0: use the socket peer).
+GATEHOUSE_AUDIT_HMAC_KEY = env_str("GATEHOUSE_AUDIT_HMAC_KEY")
+GATEHOUSE_TRUSTED_PROXY_COUNT = env_int("GATEHOUSE_TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -44,23 +52,36 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "auditlog",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "accounts",
     "tenants",
     "audit",
     "keys",
+    "sso",
+    "requestlogs",
     "console",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every response (the /v1/ fast path included) carries the security headers.
+    "config.security_headers.SecurityHeadersMiddleware",
     "proxy.middleware.ProxyFastPathMiddleware",
+    "audit.origin.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -75,6 +96,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "console.context_processors.org_switcher",
             ],
         },
     },
@@ -103,7 +125,11 @@ GATEHOUSE_REDIS_POOL_MAX = env_int("GATEHOUSE_REDIS_POOL_MAX", 64)
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 AUTH_USER_MODEL = "accounts.User"
+# django-auditlog: field-level change history, in an org-scoped, append-only table of ours.
+AUDITLOG_LOGENTRY_MODEL = "audit.ChangeLogEntry"
+AUDITLOG_STORE_JSON_CHANGES = True
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out credentials before any password check
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -127,13 +153,48 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # Browsers accept Secure cookies from http://localhost, so the default holds for local use too.
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+CSRF_COOKIE_HTTPONLY = True  # nothing reads it from JavaScript: forms and Swagger UI embed the token
+CSRF_COOKIE_SAMESITE = "Lax"
+# Sessions (see docs/identity.md). Each request slides the idle timeout; `auth_at` bounds the total lifetime.
+SESSION_ENGINE = "accounts.session_store"
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 15 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+GATEHOUSE_SESSION_MAX_AGE_SECONDS = env_int("SESSION_MAX_AGE_SECONDS", 12 * 3600)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes and scrapers inside the network
+# No inline scripts or styles anywhere; `form-action` stays open because SSO logins post to the
+# console and are then redirected to the org's identity provider. See config/security_headers.py.
+GATEHOUSE_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+# MFA (django-otp): TOTP apps show this issuer; failed codes back off 1, 2, 4, ... seconds per device.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Gatehouse")
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+GATEHOUSE_MFA_BACKUP_CODES = 10
+GATEHOUSE_LOGIN_PENDING_SECONDS = 300  # between the password (or SSO) and the second factor
+
+# Login throttling and lockout (django-axes): per email and client address, audited.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "accounts.lockout.lockout_username"
+AXES_LOCKOUT_CALLABLE = "console.views.login_locked_out"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_VERBOSE = False
+
+# OpenID Connect single sign-on (sso/): allowed clock skew when checking ID token times.
+GATEHOUSE_OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 60)
+GATEHOUSE_OIDC_HTTP_TIMEOUT_SECONDS = env_int("OIDC_HTTP_TIMEOUT_SECONDS", 10)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LANGUAGE_CODE = "en-us"
@@ -151,7 +212,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.AdminTokenAuthentication",
         "accounts.authentication.MasterKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -168,7 +229,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Gatehouse management API",
     "DESCRIPTION": "Orgs, teams, members, admin tokens, provider credentials, deployments, model aliases and "
     "virtual keys of a Gatehouse LLM gateway.",
-    "ENUM_NAME_OVERRIDES": {"DataRegionEnum": "tenants.models.DataRegion"},
+    "ENUM_NAME_OVERRIDES": {"IdpRoleEnum": "sso.apis.IDP_ROLE_CHOICES", "DataRegionEnum": "tenants.models.DataRegion"},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -188,6 +249,8 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / ".data" / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "admin-tokens-expire": {"task": "accounts.tasks.admin_tokens_expire_all_orgs", "schedule": 600.0},
+    "audit-verify": {"task": "audit.tasks.audit_verify_all_orgs", "schedule": crontab(hour=3, minute=15)},
+    "request-logs-expire": {"task": "requestlogs.tasks.request_logs_expire_all_orgs", "schedule": 3600.0},
 }
 
 LOGGING = {
@@ -195,5 +258,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

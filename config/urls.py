@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found, server_error
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django_otp.admin import OTPAdminSite
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts.apis import AdminTokenDetailApi, AdminTokenListApi
+from accounts.apis import AdminTokenDetailApi, AdminTokenListApi, MemberMfaResetApi
+from audit.apis import AuditEventExportApi, AuditEventListApi
 from config.health import healthz, readyz
 from keys.apis import (
     AliasDetailApi,
@@ -18,6 +20,8 @@ from keys.apis import (
     VirtualKeyRotateApi,
 )
 from proxy.metrics import metrics_view
+from requestlogs.apis import DailyUsageListApi, RequestLogExportApi, RequestLogListApi
+from sso.apis import SsoConnectionApi
 from tenants.apis import (
     MemberDetailApi,
     MemberListApi,
@@ -30,7 +34,12 @@ from tenants.apis import (
 )
 
 org_api = [
+    path("request-logs/", RequestLogListApi.as_view(), name="request-log-list"),
+    path("request-logs/export", RequestLogExportApi.as_view(), name="request-log-export"),
+    path("usage/daily/", DailyUsageListApi.as_view(), name="daily-usage-list"),
     path("", OrgDetailApi.as_view(), name="org-detail"),
+    path("audit-events/", AuditEventListApi.as_view(), name="audit-event-list"),
+    path("audit-events/export", AuditEventExportApi.as_view(), name="audit-event-export"),
     path("teams/", TeamListApi.as_view(), name="team-list"),
     path("teams/<str:team_id>/", TeamDetailApi.as_view(), name="team-detail"),
     path("teams/<str:team_id>/members/", TeamMemberListApi.as_view(), name="team-member-list"),
@@ -41,6 +50,8 @@ org_api = [
     ),
     path("members/", MemberListApi.as_view(), name="member-list"),
     path("members/<str:membership_id>/", MemberDetailApi.as_view(), name="member-detail"),
+    path("members/<str:membership_id>/mfa/", MemberMfaResetApi.as_view(), name="member-mfa-reset"),
+    path("sso/", SsoConnectionApi.as_view(), name="sso-connection"),
     path("tokens/", AdminTokenListApi.as_view(), name="admin-token-list"),
     path("tokens/<str:token_id>/", AdminTokenDetailApi.as_view(), name="admin-token-detail"),
     path("credentials/", CredentialListApi.as_view(), name="credential-list"),
@@ -59,6 +70,9 @@ api_v1 = [
     path("orgs/<str:org>/", include(org_api)),
 ]
 
+# /admin/ needs a session verified with a second factor (django-otp).
+admin.site.__class__ = OTPAdminSite
+
 urlpatterns = [
     path("v1/", include("proxy.urls")),
     path("metrics", metrics_view, name="metrics"),
@@ -66,7 +80,8 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file: the CSP allows no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("console.urls")),
 ]

@@ -16,3 +16,15 @@ class TeamCreateForm(forms.Form):
 class MemberInviteForm(forms.Form):
     email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+
+class SsoDiscoveryForm(forms.Form):
+    email = forms.EmailField(label="Work email", max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+
+
+class MfaCodeForm(forms.Form):
+    code = forms.CharField(
+        label="Code", max_length=32, strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+        help_text="The 6-digit code from your authenticator app, or one of your backup codes.",
+    )

@@ -11,7 +11,7 @@ from keys import selectors, services
 from keys.models import Deployment, ModelAlias, ProviderCredential, ProviderKind, VirtualKey
 from tenants import selectors as tenant_selectors
 from tenants.apis import OrgApi
-from tenants.models import DataRegion, Role, Team, slug_validator
+from tenants.models import DataRegion, LoggingLevel, Role, Team, slug_validator
 
 READ, ADMIN = Role.VIEWER, Role.ADMIN
 
@@ -243,7 +243,7 @@ class VirtualKeyOutput(serializers.ModelSerializer):
         model = VirtualKey
         fields = [
             "id", "name", "team_id", "team", "allowed_aliases", "metadata", "prefix", "last_four",
-            "created_by", "created_at", "expires_at", "revoked_at",
+            "created_by", "created_at", "expires_at", "revoked_at", "logging_level",
         ]
 
 
@@ -263,6 +263,10 @@ class VirtualKeyInput(StrictSerializer):
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, help_text=f"At most {services.METADATA_MAX_KEYS} keys.")
+    logging_level = serializers.ChoiceField(
+        choices=LoggingLevel.choices, required=False, allow_null=True,
+        help_text="Lowers the request-logging level for this key (never raises it).",
+    )
 
 
 class VirtualKeyRotateInput(StrictSerializer):
@@ -303,6 +307,7 @@ class VirtualKeyListApi(VirtualKeyApi):
             org=self.org, team=tenant_selectors.team_get(org=self.org, team_id=fields["team_id"]),
             name=fields["name"], allowed_aliases=fields["allowed_aliases"], expires_at=fields.get("expires_at"),
             metadata=fields.get("metadata", {}), actor=self.actor, created_by=request.user,
+            logging_level=fields.get("logging_level"),
         )
         key.secret = secret
         return Response(VirtualKeySecretOutput(key).data, status=status.HTTP_201_CREATED)

@@ -36,7 +36,7 @@ from keys.models import (
 from keys.secrets import secret_generate, secret_hash
 from keys.ssrf import base_url_validate
 from proxy.cache import gateway_cache_invalidate
-from tenants.models import DataRegion, Org, Team, slug_validator
+from tenants.models import DataRegion, LoggingLevel, Org, Team, slug_validator
 
 VIRTUAL_KEY_PREFIX = "sk-gh-"
 VIRTUAL_KEY_SHOWN_PREFIX_LENGTH = 10
@@ -476,9 +476,10 @@ def _virtual_key_secret_issue(*, org: Org, key: VirtualKey) -> str:
 @transaction.atomic
 def virtual_key_create(
     *, org: Org, team: Team, name: str, allowed_aliases: list[str], expires_at: datetime.datetime | None,
-    metadata: dict, actor: Actor, created_by: User | None = None,
+    metadata: dict, actor: Actor, created_by: User | None = None, logging_level: str | None = None,
 ) -> tuple[VirtualKey, str]:
-    """Returns the key and its secret; only a keyed hash of the secret is stored, so it cannot be shown again."""
+    """Returns the key and its secret; only a keyed hash of the secret is stored, so it cannot be shown again.
+    `logging_level` can only lower the org's and team's request-logging level, never raise it."""
     if team.org_id != org.id:
         raise ValidationFailed("The team does not exist in this org.", field="team_id")
     _text_validate(name, field="name", max_length=100)
@@ -486,9 +487,11 @@ def virtual_key_create(
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed("The expiry must be in the future.", field="expires_at")
     _metadata_validate(metadata)
+    if logging_level is not None and logging_level not in LoggingLevel.values:
+        raise ValidationFailed(f"Unknown logging level {logging_level!r}.", field="logging_level")
     key = VirtualKey(
         org=org, team=team, name=name, allowed_aliases=allowed_aliases, metadata=metadata,
-        created_by=created_by, expires_at=expires_at,
+        created_by=created_by, expires_at=expires_at, logging_level=logging_level,
     )
     secret = _virtual_key_secret_issue(org=org, key=key)
     _change_record(
@@ -496,6 +499,7 @@ def virtual_key_create(
         changes={
             "name": [None, name], "team": [None, team.slug], "allowed_aliases": [None, allowed_aliases],
             "expires_at": [None, _jsonable(expires_at)], "metadata": [None, metadata],
+            "logging_level": [None, logging_level],
         },
     )
     return key, secret

@@ -29,6 +29,8 @@ class KeyGrant:
     expires_at: datetime.datetime | None
     revoked_at: datetime.datetime | None
     secret_valid_until: datetime.datetime | None
+    team_logging_level: str | None
+    key_logging_level: str | None
 
     def allows_alias(self, alias: str) -> bool:
         return "*" in self.allowed_aliases or alias in self.allowed_aliases
@@ -45,11 +47,12 @@ def _grant_load(hashed: str) -> KeyGrant | None:
         if secret is None:
             return None
         with org_context(secret["org_id"]):
-            key = VirtualKey.objects.get(id=secret["key_id"])
+            key = VirtualKey.objects.select_related("team").get(id=secret["key_id"])
     return KeyGrant(
         key_id=key.id, org_id=key.org_id, team_id=key.team_id, last_four=key.last_four,
         allowed_aliases=frozenset(key.allowed_aliases), expires_at=key.expires_at, revoked_at=key.revoked_at,
-        secret_valid_until=secret["valid_until"],
+        secret_valid_until=secret["valid_until"], team_logging_level=key.team.logging_level,
+        key_logging_level=key.logging_level,
     )
 
 

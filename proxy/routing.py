@@ -44,6 +44,7 @@ class OrgRouting:
     org_id: uuid.UUID
     org_slug: str
     data_region: str
+    logging_level: str
     aliases: dict[str, tuple[Route, ...]]
 
 
@@ -73,7 +74,7 @@ def _routing_load(org_id: uuid.UUID) -> OrgRouting:
                 )
             )
     return OrgRouting(
-        org_id=org.id, org_slug=org.slug, data_region=org.data_region,
+        org_id=org.id, org_slug=org.slug, data_region=org.data_region, logging_level=org.logging_level,
         aliases={name: tuple(chain) for name, chain in aliases.items()},
     )
 

@@ -5,17 +5,17 @@ provider is being waited on: authentication and routing come from per-process ca
 short transaction on a miss), then the call, then the metrics.
 """
 import dataclasses
-import re
 import time
-import uuid
 
 import orjson
 import redis
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from audit.origin import client_ip, request_id_for
 from proxy import metrics, translate
 from proxy.auth import KeyGrant, hashed_secret_from_request, key_grant_for_hash, key_grant_guess
 from proxy.cache import gateway_state_read
@@ -33,26 +33,34 @@ from proxy.upstream import (
     upstream_send,
 )
 from proxy.validation import chat_request_validate, embeddings_request_validate, messages_request_validate
+from requestlogs.tracing import request_span_record
+from requestlogs.writer import request_log_append
+from tenants.models import LoggingLevel
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 VALIDATORS = {"chat": chat_request_validate, "messages": messages_request_validate, "embeddings": embeddings_request_validate}
 MAX_UPSTREAM_MESSAGE = 300
 
 
 @dataclasses.dataclass
 class Call:
+    """One /v1/ request, filled in as it is authorized and forwarded."""
+
     request_id: str
     endpoint: str  # "chat", "messages" or "embeddings"
     anthropic_client: bool
-    body: dict
-    grant: KeyGrant
-    routing: OrgRouting
-    alias: str
     started: float
-    stream: bool
-    client_wants_usage: bool
-    cooling: set[str]
+    client_ip: str | None
+    body: dict = dataclasses.field(default_factory=dict)
+    grant: KeyGrant | None = None
+    routing: OrgRouting | None = None
+    alias: str = ""
+    stream: bool = False
+    client_wants_usage: bool = False
+    cooling: set[str] = dataclasses.field(default_factory=set)
+    logging_level: str = LoggingLevel.METADATA
     attempts: int = 0
+    ttft_ms: int | None = None
+    response_text: list[str] | None = None  # collected only when the logging level keeps text
 
 
 @dataclasses.dataclass
@@ -66,11 +74,6 @@ class AttemptFailed(Exception):
 
     def __init__(self, error: ProxyError):
         self.error = error
-
-
-def request_id_for(request) -> str:
-    offered = request.META.get("HTTP_X_REQUEST_ID", "")
-    return offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
 
 
 def _json_body(request) -> dict:
@@ -103,10 +106,22 @@ def _chain_ids(routing: OrgRouting | None, alias: str) -> list[str]:
     return [route.deployment_id for route in chain]
 
 
-def _authorized_call(request, *, endpoint: str, anthropic_client: bool, request_id: str, started: float) -> Call:
+LOGGING_LEVEL_RANK = {LoggingLevel.METADATA: 0, LoggingLevel.REDACTED: 1, LoggingLevel.FULL: 2}
+
+
+def _logging_level(request, call: Call) -> str:
+    """The org's level, lowered (never raised) by the team, the key and the request header."""
+    requested = request.META.get("HTTP_X_GATEHOUSE_LOG_LEVEL")
+    if requested is not None and requested not in LOGGING_LEVEL_RANK:
+        raise invalid_request("x-gatehouse-log-level must be one of metadata, redacted, full.", param="x-gatehouse-log-level")
+    levels = (call.routing.logging_level, call.grant.team_logging_level, call.grant.key_logging_level, requested)
+    return min((level for level in levels if level), key=LOGGING_LEVEL_RANK.__getitem__)
+
+
+def _authorize(request, call: Call) -> None:
     hashed = hashed_secret_from_request(request)
     body = _json_body(request)
-    VALIDATORS[endpoint](body)
+    VALIDATORS[call.endpoint](body)
     alias = body["model"]
     # One Redis round trip per request: the generation, plus the cooldown flags of the
     # deployments that the cached routing (of any generation) says this alias uses.
@@ -114,39 +129,38 @@ def _authorized_call(request, *, endpoint: str, anthropic_client: bool, request_
     guessed_ids = _chain_ids(org_routing_guess(guess.org_id) if guess else None, alias)
     generation, cooling = _gateway_state(guessed_ids)
     try:
-        grant = key_grant_for_hash(hashed, generation=generation)
-        routing = org_routing(grant.org_id, generation=generation)
+        call.grant = key_grant_for_hash(hashed, generation=generation)
+        call.routing = org_routing(call.grant.org_id, generation=generation)
     except DatabaseError:
         raise ProxyError(503, "The gateway cannot reach its database; try again shortly.", code="gateway_unavailable") from None
-    if alias not in routing.aliases:
+    call.body, call.alias = body, alias
+    call.logging_level = _logging_level(request, call)
+    if alias not in call.routing.aliases:
         raise ProxyError(404, f"The model '{alias}' does not exist.", code="model_not_found", param="model")
-    if not grant.allows_alias(alias):
+    if not call.grant.allows_alias(alias):
         raise ProxyError(403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model")
-    chain_ids = _chain_ids(routing, alias)
-    if chain_ids != guessed_ids:
-        cooling = deployments_cooling(chain_ids)
-    stream = bool(body.get("stream")) and endpoint != "embeddings"
-    return Call(
-        request_id=request_id, endpoint=endpoint, anthropic_client=anthropic_client, body=body, grant=grant,
-        routing=routing, alias=alias, started=started, stream=stream, cooling=cooling,
-        client_wants_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-    )
+    chain_ids = _chain_ids(call.routing, alias)
+    call.cooling = cooling if chain_ids == guessed_ids else deployments_cooling(chain_ids)
+    call.stream = bool(body.get("stream")) and call.endpoint != "embeddings"
+    call.client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if call.logging_level != LoggingLevel.METADATA:
+        call.response_text = []
 
 
 def _serve(request, *, endpoint: str, anthropic_client: bool):
-    started = time.monotonic()
-    request_id = request_id_for(request)
-    alias, org = "", ""
+    call = Call(request_id=request_id_for(request), endpoint=endpoint, anthropic_client=anthropic_client,
+                started=time.monotonic(), client_ip=client_ip(request))
     try:
         if request.method != "POST":
             raise ProxyError(405, "Use POST.", code="method_not_allowed")
-        call = _authorized_call(request, endpoint=endpoint, anthropic_client=anthropic_client,
-                                request_id=request_id, started=started)
-        alias, org = call.alias, call.routing.org_slug
+        _authorize(request, call)
         return _forward(call)
     except ProxyError as error:
-        metrics.ERRORS.labels(org, alias, error.code).inc()
-        return error_response(error, anthropic=anthropic_client, request_id=request_id)
+        org = call.routing.org_slug if call.routing else ""
+        metrics.ERRORS.labels(org, call.alias, error.code).inc()
+        if call.routing is not None:
+            request_log_record(call, None, error.status, Usage(), error_code=error.code)
+        return error_response(error, anthropic=anthropic_client, request_id=call.request_id)
 
 
 @csrf_exempt
@@ -295,12 +309,60 @@ def _cost(route: Route, usage: Usage, endpoint: str) -> float:
             + usage.completion_tokens * float(route.price_output_per_mtok or 0)) / 1e6
 
 
-def _observe(call: Call, route: Route, status: int, usage: Usage) -> None:
+def _observe(call: Call, route: Route, status: int, usage: Usage, *, error_code: str = "") -> None:
     metrics.request_observe(
         org=call.routing.org_slug, alias=call.alias, deployment=route.deployment_name, status=status,
         started=call.started, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cost_usd=_cost(route, usage, call.endpoint),
     )
+    request_log_record(call, route, status, usage, error_code=error_code)
+
+
+def _request_text(call: Call) -> str:
+    if call.endpoint == "embeddings":
+        value = call.body.get("input")
+        return value if isinstance(value, str) else orjson.dumps(value).decode()
+    prompt = {"messages": call.body.get("messages")}
+    if call.body.get("system"):
+        prompt["system"] = call.body["system"]
+    return orjson.dumps(prompt).decode()
+
+
+def request_log_record(call: Call, route: Route | None, status: int, usage: Usage, *, error_code: str = "") -> None:
+    """Hands the row to the per-process buffer: no I/O on the request path."""
+    keeps_text = call.response_text is not None
+    body = call.body
+    end_user = body.get("user") or (body.get("metadata") or {}).get("user_id")
+    row = {
+        "org_id": call.grant.org_id,
+        "created_at": timezone.now(),
+        "request_id": call.request_id,
+        "team_id": call.grant.team_id,
+        "key_id": call.grant.key_id,
+        "key_last_four": call.grant.last_four,
+        "end_user": str(end_user or "")[:256],
+        "client_ip": call.client_ip,
+        "endpoint": call.endpoint,
+        "alias": call.alias[:200],
+        "deployment": route.deployment_name if route else "",
+        "upstream_model": route.upstream_model if route else "",
+        "provider_kind": route.provider_kind if route else "",
+        "status": status,
+        "error_code": error_code,
+        "stream": call.stream,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": _cost(route, usage, call.endpoint) if route else 0,
+        "latency_ms": int((time.monotonic() - call.started) * 1000),
+        "ttft_ms": call.ttft_ms,
+        "attempts": call.attempts,
+        "guardrail": {},
+        "logging_level": call.logging_level,
+        "request_text": _request_text(call) if keeps_text and body else None,
+        "response_text": "".join(call.response_text) if keeps_text else None,
+    }
+    request_log_append(row)
+    request_span_record(row, duration_seconds=time.monotonic() - call.started)
 
 
 def _served_headers(response, call: Call, route: Route):
@@ -324,8 +386,13 @@ def _complete(call: Call, route: Route, response: UpstreamResponse) -> HttpRespo
     usage_block = payload.get("usage") or {}
     if route.speaks_anthropic:
         usage = Usage(usage_block.get("input_tokens", 0), usage_block.get("output_tokens", 0))
+        if call.response_text is not None:
+            call.response_text.extend(b.get("text", "") for b in payload.get("content") or [] if b.get("type") == "text")
     else:
         usage = Usage(usage_block.get("prompt_tokens", 0), usage_block.get("completion_tokens", 0))
+        if call.response_text is not None and call.endpoint != "embeddings":
+            message = ((payload.get("choices") or [{}])[0] or {}).get("message") or {}
+            call.response_text.append(message.get("content") or "")
     if call.endpoint != "embeddings" and call.anthropic_client != route.speaks_anthropic:
         if call.anthropic_client:
             raw = orjson.dumps(translate.openai_response_to_anthropic(payload, model=call.alias))
@@ -355,8 +422,9 @@ def _stream_start(call: Call, route: Route, response: UpstreamResponse) -> Strea
     if upstream_error:
         upstream_release(response, finished=False)
         raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' reported an error.", code="upstream_error"))
-    metrics.TIME_TO_FIRST_TOKEN.labels(call.routing.org_slug, call.alias, route.deployment_name).observe(
-        time.monotonic() - call.started)
+    first_token_seconds = time.monotonic() - call.started
+    call.ttft_ms = int(first_token_seconds * 1000)
+    metrics.TIME_TO_FIRST_TOKEN.labels(call.routing.org_slug, call.alias, route.deployment_name).observe(first_token_seconds)
     streaming = StreamingHttpResponse(
         _relay(call, route, response, first, first_payload, events), content_type="text/event-stream"
     )
@@ -384,7 +452,7 @@ def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_pa
     """Yields the client's SSE bytes; closes the upstream call however the stream ends,
     including when the client goes away (the generator is closed)."""
     usage = Usage()
-    status = 200
+    status, error_code = 200, ""
     finished = False
     if route.speaks_anthropic:
         relay = _relay_anthropic_upstream(call, usage, first, first_payload, events)
@@ -394,15 +462,15 @@ def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_pa
         yield from relay
         finished = True
     except (StreamCut, UpstreamUnreachable, orjson.JSONDecodeError):
-        status = 502
+        status, error_code = 502, "upstream_stream_cut"
         metrics.ERRORS.labels(call.routing.org_slug, call.alias, "upstream_stream_cut").inc()
         yield _stream_error_event(call, route)
     except GeneratorExit:
-        status = 499  # the client disconnected; closing the upstream response cancels the provider call
+        status, error_code = 499, "client_disconnected"  # closing the upstream response cancels the provider call
         raise
     finally:
         upstream_release(response, finished=finished)
-        _observe(call, route, status, usage)
+        _observe(call, route, status, usage, error_code=error_code)
 
 
 def _may_carry_usage_or_error(data: bytes) -> bool:
@@ -425,13 +493,17 @@ def _relay_openai_upstream(call: Call, usage: Usage, first, first_payload, event
                     yield b"data: [DONE]\n\n"
                 return
             if payload is None:
-                payload = orjson.loads(data) if (to_anthropic or _may_carry_usage_or_error(data)) else None
+                needs_parsing = to_anthropic or call.response_text is not None or _may_carry_usage_or_error(data)
+                payload = orjson.loads(data) if needs_parsing else None
             if payload is not None:
                 if "error" in payload:
                     raise StreamCut()
                 if payload.get("usage"):
                     usage.prompt_tokens = payload["usage"].get("prompt_tokens", 0)
                     usage.completion_tokens = payload["usage"].get("completion_tokens", 0)
+                if call.response_text is not None:
+                    for choice in payload.get("choices") or []:
+                        call.response_text.append((choice.get("delta") or {}).get("content") or "")
                 if to_anthropic:
                     for event_type, event in to_anthropic.feed(payload):
                         yield _anthropic_sse(event_type, event)
@@ -453,8 +525,11 @@ def _relay_anthropic_upstream(call: Call, usage: Usage, first, first_payload, ev
     while True:
         if event_type == "error":
             raise StreamCut()
-        if payload is None and (to_openai or event_type in ("message_start", "message_delta")):
+        if payload is None and (to_openai or call.response_text is not None
+                                or event_type in ("message_start", "message_delta")):
             payload = orjson.loads(data)
+        if call.response_text is not None and event_type == "content_block_delta":
+            call.response_text.append((payload.get("delta") or {}).get("text", ""))
         if event_type == "message_start":
             usage.prompt_tokens = ((payload.get("message") or {}).get("usage") or {}).get("input_tokens", 0)
         elif event_type == "message_delta":

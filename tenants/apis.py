@@ -9,9 +9,9 @@ from rest_framework.views import APIView
 
 from accounts.authentication import MasterKeyPrincipal
 from accounts.models import AdminToken
-from accounts.selectors import invite_path_for
+from accounts.selectors import invite_path_for, session_org_access_problem
 from accounts.services import admin_token_effective_role
-from audit.actors import actor_from_request
+from audit.actors import acting_as, actor_from_request
 from config.api import Pagination, StrictSerializer
 from tenants import selectors, services
 from tenants.context import org_context
@@ -47,7 +47,12 @@ class OrgApi(APIView):
                 raise exceptions.NotFound("Org not found.")
             self.acting_role = admin_token_effective_role(token=request.auth, membership_role=membership.role)
         self.context_stack.enter_context(org_context(self.org.id))
+        if request.auth is None:  # a console session: bound to how it logged in (SSO, MFA)
+            problem = session_org_access_problem(session=request.session, user=request.user, membership=membership)
+            if problem is not None:
+                raise exceptions.PermissionDenied(problem.value)
         self.actor = actor_from_request(request)
+        self.context_stack.enter_context(acting_as(self.actor))  # for the field-level change history
         required = self.required_role.get(request.method)
         if required is None:
             raise exceptions.MethodNotAllowed(request.method)
@@ -81,7 +86,8 @@ class OrgOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Org
-        fields = ["id", "slug", "name", "data_region", "logging_level", "retention_days", "created_at", "role"]
+        fields = ["id", "slug", "name", "data_region", "logging_level", "retention_days", "text_retention_days",
+                  "mfa_required", "created_at", "role"]
 
     def get_role(self, org) -> str | None:
         return self.context.get("roles", {}).get(org.id)
@@ -134,6 +140,10 @@ class OrgUpdateInput(StrictSerializer):
     data_region = serializers.ChoiceField(choices=DataRegion.choices, required=False)
     logging_level = serializers.ChoiceField(choices=LoggingLevel.choices, required=False)
     retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    text_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    mfa_required = serializers.BooleanField(
+        required=False, help_text="Every member needs a second factor (owners and admins always do)."
+    )
 
 
 class OrgDetailApi(OrgApi):
@@ -156,7 +166,7 @@ class OrgDetailApi(OrgApi):
 class TeamOutput(serializers.ModelSerializer):
     class Meta:
         model = Team
-        fields = ["id", "slug", "name", "created_at"]
+        fields = ["id", "slug", "name", "logging_level", "created_at"]
 
 
 class TeamInput(StrictSerializer):
@@ -167,6 +177,10 @@ class TeamInput(StrictSerializer):
 class TeamUpdateInput(StrictSerializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator], required=False)
     name = serializers.CharField(max_length=100, required=False)
+    logging_level = serializers.ChoiceField(
+        choices=LoggingLevel.choices, required=False, allow_null=True,
+        help_text="Lowers the org's request-logging level for this team's keys (never raises it).",
+    )
 
 
 class TeamListApi(OrgApi):

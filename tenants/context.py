@@ -62,3 +62,9 @@ def user_context(user_id: int, *, using: str = "default"):
 def secret_hash_context(secret_hash: str, *, using: str = "default"):
     """Lets the block read the one credential row whose hash it knows (policy `org_lookup`, read-only)."""
     return _lookup_context("app.secret_hash", secret_hash, using)
+
+
+def sso_domain_context(domain: str, *, using: str = "default"):
+    """Lets the block read the one SSO domain row it names (policy `org_lookup`, read-only): the login
+    page's discovery of an org's identity provider by email domain."""
+    return _lookup_context("app.sso_domain", domain, using)

@@ -59,6 +59,8 @@ class Org(models.Model):
     text_retention_days = models.PositiveIntegerField(
         default=7, validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
+    # Every member needs a second factor (owners and admins always do); see docs/identity.md.
+    mfa_required = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):

@@ -4,16 +4,18 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
+from accounts.services import user_sessions_end
 from audit.actors import Actor
 from audit.services import audit_event_record
 from config.errors import Conflict, PermissionDenied, ValidationFailed
+from proxy.cache import gateway_cache_invalidate
 from tenants.context import org_context
 from tenants.models import ROLE_RANK, Membership, Org, Role, Team, TeamMembership
 from tenants.selectors import TEAM_ADMIN_PERMISSION
 
 User = get_user_model()
 
-ORG_SETTINGS_FIELDS = ("name", "data_region", "logging_level", "retention_days")
+ORG_SETTINGS_FIELDS = ("name", "data_region", "logging_level", "retention_days", "text_retention_days", "mfa_required")
 
 
 def _changes(instance, fields: dict) -> dict:
@@ -63,6 +65,7 @@ def org_update(*, org: Org, actor: Actor, acting_role: Role, **fields) -> Org:
             setattr(org, name, value)
         org.save(update_fields=list(changes))
         audit_event_record(org_id=org.id, actor=actor, action="org.update", target=org, changes=changes)
+        transaction.on_commit(gateway_cache_invalidate)  # the proxy caches the org's settings
     return org
 
 
@@ -88,6 +91,8 @@ def team_update(*, org: Org, team: Team, actor: Actor, **fields) -> Team:
             setattr(team, name, value)
         team.save(update_fields=list(changes))
         audit_event_record(org_id=org.id, actor=actor, action="team.update", target=team, changes=changes)
+        if "logging_level" in changes:
+            transaction.on_commit(gateway_cache_invalidate)  # the proxy caches each key's levels
     return team
 
 
@@ -138,6 +143,7 @@ def member_role_change(*, org: Org, membership: Membership, role: Role, actor: A
     changes = {"role": [membership.role, role]}
     membership.role = role
     membership.save(update_fields=["role"])
+    user_sessions_end(user=membership.user)  # a role change logs the person out everywhere
     audit_event_record(org_id=org.id, actor=actor, action="member.role_change", target=membership, changes=changes)
     return membership
 

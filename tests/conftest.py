@@ -88,18 +88,57 @@ def add_member(db):
     return add
 
 
+def session_verify(client, user) -> None:
+    """Marks a test client's console session as verified with a second factor, as the MFA challenge does
+    (the user gets a confirmed authenticator app if they have none)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or TOTPDevice.objects.create(
+        user=user, name="tests", confirmed=True
+    )
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
 @pytest.fixture
 def api_as():
-    """api_as(user) -> an APIClient logged in with a console session."""
+    """api_as(user) -> an APIClient logged in with a console session verified with a second factor."""
 
     from rest_framework.test import APIClient
 
     def client_for(user) -> APIClient:
         client = APIClient()
         client.force_login(user)
+        session_verify(client, user)
         return client
 
     return client_for
+
+
+@pytest.fixture
+def console_as(client):
+    """console_as(user) -> the Django test client, logged in to the console with a verified session."""
+
+    def login(user):
+        client.force_login(user)
+        session_verify(client, user)
+        return client
+
+    return login
+
+
+TEST_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def owner_with_password(org_a):
+    """org_a as (org, owner), the owner with the password TEST_PASSWORD."""
+    org, owner = org_a
+    owner.set_password(TEST_PASSWORD)
+    owner.save()
+    return org, owner
 
 
 @pytest.fixture
@@ -145,3 +184,32 @@ def celery_worker_queue(test_database_url):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory):
+    """A real OpenID Connect provider (npm `oidc-provider`, tests/oidc/provider.js) on 127.0.0.1."""
+    from tests.oidc.fixture import OidcProvider
+
+    provider = OidcProvider().start(tmp_path_factory.mktemp("oidc") / "provider.log")
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+def totp_now(device) -> str:
+    """The current code of a django-otp TOTP device, as an authenticator app would show it."""
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
+def audit_actions(org) -> list[str]:
+    """The org's audit event actions, oldest first."""
+    from audit.models import AuditEvent
+    from tenants.context import org_context
+
+    with org_context(org.id):
+        return list(AuditEvent.objects.filter(org=org).order_by("created_at").values_list("action", flat=True))

@@ -2,17 +2,9 @@ import pytest
 
 from tenants.context import org_context
 from tenants.models import Team
+from tests.conftest import TEST_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.django_db
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def owner_with_password(org_a):
-    org, owner = org_a
-    owner.set_password(PASSWORD)
-    owner.save()
-    return org, owner
 
 
 def test_login_page_renders(client):
@@ -34,19 +26,26 @@ def test_wrong_password_is_a_form_error(client, owner_with_password):
     assert b"Please enter a correct email and password" in response.content
 
 
-def test_login_lands_on_the_only_org_and_a_team_can_be_created(client, owner_with_password):
+def test_login_of_an_owner_without_mfa_leads_to_enrolment(client, owner_with_password):
     org, owner = owner_with_password
     response = client.post("/login/", {"username": owner.email, "password": PASSWORD}, follow=True)
-    assert response.redirect_chain[-1][0] == f"/orgs/{org.slug}/"
+    assert response.redirect_chain[-1][0] == f"/account/mfa/?next=%2Forgs%2F{org.slug}%2F"
+    assert b"Your role in this org requires two-factor authentication" in response.content
+
+
+def test_a_verified_owner_lands_on_the_only_org_and_creates_a_team(client, console_as, owner_with_password):
+    org, owner = owner_with_password
+    console_as(owner)
+    assert client.get("/", follow=True).redirect_chain[-1][0] == f"/orgs/{org.slug}/"
     response = client.post(f"/orgs/{org.slug}/", {"team-slug": "research", "team-name": "Research"}, follow=True)
     assert b"Team research created." in response.content
     with org_context(org.id):
         assert Team.objects.filter(org=org, slug="research").exists()
 
 
-def test_bad_team_form_shows_field_errors(client, owner_with_password):
+def test_bad_team_form_shows_field_errors(client, console_as, owner_with_password):
     org, owner = owner_with_password
-    client.force_login(owner)
+    console_as(owner)
     response = client.post(f"/orgs/{org.slug}/", {"team-slug": "Not A Slug", "team-name": ""})
     assert response.status_code == 400
     assert b"Use 1 to 50 lower-case letters" in response.content and b"This field is required" in response.content
@@ -55,9 +54,9 @@ def test_bad_team_form_shows_field_errors(client, owner_with_password):
     assert b"A team with this slug already exists" in response.content
 
 
-def test_member_invite_from_the_console(client, owner_with_password):
+def test_member_invite_from_the_console(client, console_as, owner_with_password):
     org, owner = owner_with_password
-    client.force_login(owner)
+    console_as(owner)
     response = client.post(f"/orgs/{org.slug}/", {"invite-email": "new@x.example", "invite-role": "viewer"}, follow=True)
     assert b"new@x.example added to the org." in response.content
     response = client.post(f"/orgs/{org.slug}/", {"invite-email": "new@x.example", "invite-role": "viewer"})
@@ -103,9 +102,20 @@ def test_invited_person_sets_a_password_through_the_link_once(client, org_a, api
     assert b"too short" in response.content
     response = client.post(set_path, {"new_password1": PASSWORD, "new_password2": PASSWORD}, follow=True)
     assert b"Password set" in response.content
-    assert client.login(username="inv@x.example", password=PASSWORD)
-    client.logout()
+    logged_in = client.post("/login/", {"username": "inv@x.example", "password": PASSWORD}, follow=True)
+    assert logged_in.redirect_chain[-1][0] == f"/orgs/{org.slug}/"
+    client.post("/logout/")
     assert b"This link has expired" in client.get(path, follow=True).content
     # Existing users with a password get no link.
     again = api_as(owner).post(f"/api/v1/orgs/{org.slug}/members/", {"email": owner.email}, format="json")
     assert again.status_code == 409
+
+
+def test_the_org_switcher_lists_every_org_and_marks_the_current_one(client, console_as, org_a, org_b, add_member):
+    (a, owner_a), (b, _) = org_a, org_b
+    add_member(b, "viewer", email=owner_a.email)
+    console_as(owner_a)
+    page = client.get(f"/orgs/{a.slug}/").content.decode()
+    switcher = page[page.index('id="org-switcher"'):page.index("</details>")]
+    assert f'href="/orgs/{a.slug}/" aria-current="page"' in switcher and f'href="/orgs/{b.slug}/"' in switcher
+    assert client.get(f"/orgs/{b.slug}/").status_code == 200

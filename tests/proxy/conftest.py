@@ -36,38 +36,43 @@ def provider():
         mock.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway_url(test_database_url, tmp_path_factory):
+def gateway_start(database_url: str, *, workers: int = 2, log_path=None, **extra_env: str):
+    """A gunicorn gateway as `make web` runs it, against `database_url`; returns (process, base URL)."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("gateway") / "gunicorn.log"
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url,
+        "DATABASE_URL": database_url,
         "GATEHOUSE_UPSTREAM_ALLOWLIST": "127.0.0.1/32",
         "GATEHOUSE_RETRY_BACKOFF_SECONDS": "0.01",
         "GATEHOUSE_COOLDOWN_SECONDS": "30",
         "GATEHOUSE_METRICS_TOKEN": "scrape-token",
         "GATEHOUSE_METRICS_ALLOW": "10.255.255.0/24",
         "MAX_REQUEST_BYTES": str(256 * 1024),
+        **extra_env,
     }
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--worker-class", "gevent", "--workers", "2",
-             "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--worker-class", "gevent", "--workers", str(workers),
+         "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "10"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"the gateway exited with {server.returncode}; log: {log_path}")
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
+                return server, url
         except requests.RequestException:
             time.sleep(0.2)
-    else:
-        raise RuntimeError("the gateway did not start in 60 s")
+    server.kill()
+    raise RuntimeError("the gateway did not start in 60 s")
+
+
+@pytest.fixture(scope="session")
+def gateway_url(test_database_url, tmp_path_factory):
+    server, url = gateway_start(test_database_url, log_path=tmp_path_factory.mktemp("gateway") / "gunicorn.log")
     try:
         yield url
     finally:

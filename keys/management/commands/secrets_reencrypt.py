@@ -3,13 +3,14 @@ from django.core.management.base import BaseCommand, CommandError
 from audit.actors import Actor
 from keys.crypto import DecryptionFailed, current_key_id
 from keys.services import credentials_reencrypt
+from sso.services import sso_client_secret_reencrypt
 from tenants.context import org_context
 from tenants.models import Org
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypts provider credentials under the first key of GATEHOUSE_ENCRYPTION_KEYS, so that older keys "
+        "Re-encrypts provider credentials (and SSO client secrets) under the first key of GATEHOUSE_ENCRYPTION_KEYS, so that older keys "
         "can be removed from the ring. One transaction per org."
     )
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
             try:
                 with org_context(target.id):
                     count = credentials_reencrypt(org=target, actor=actor)
+                    count += sso_client_secret_reencrypt(org=target, actor=actor)
             except DecryptionFailed as exc:
                 raise CommandError(f"{target.slug}: {exc}; nothing in this org was changed.") from None
             total += count

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RequestlogsConfig(AppConfig):
+    name = "requestlogs"
+    default_auto_field = "django.db.models.BigAutoField"
