@@ -4,6 +4,7 @@ from accounts.services import admin_tokens_expire
 from audit.actors import Actor
 from tenants.context import org_context
 from tenants.models import Org
+from tenants.tasks import for_each_org
 
 
 @shared_task(acks_late=True, max_retries=3)
@@ -15,7 +16,4 @@ def admin_tokens_expire_for_org(org_id: str) -> int:
 
 @shared_task
 def admin_tokens_expire_all_orgs() -> int:
-    org_ids = list(Org.objects.values_list("id", flat=True))
-    for org_id in org_ids:
-        admin_tokens_expire_for_org.delay(str(org_id))
-    return len(org_ids)
+    return for_each_org(admin_tokens_expire_for_org)

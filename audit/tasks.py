@@ -4,6 +4,7 @@ from audit.actors import Actor
 from audit.services import audit_chain_verify
 from tenants.context import org_context
 from tenants.models import Org
+from tenants.tasks import for_each_org
 
 
 @shared_task(acks_late=True, max_retries=3)
@@ -16,7 +17,4 @@ def audit_verify_for_org(org_id: str) -> bool:
 @shared_task
 def audit_verify_all_orgs() -> int:
     """Nightly (CELERY_BEAT_SCHEDULE): each org's chain is walked and the outcome recorded."""
-    org_ids = list(Org.objects.values_list("id", flat=True))
-    for org_id in org_ids:
-        audit_verify_for_org.delay(str(org_id))
-    return len(org_ids)
+    return for_each_org(audit_verify_for_org)
