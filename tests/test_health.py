@@ -25,11 +25,13 @@ def test_readyz_names_postgresql_when_it_is_down(client, monkeypatch, django_db_
     from config import health
 
     connections.settings["unreachable"] = dict(connections["default"].settings_dict, PORT="1", HOST="127.0.0.1")
-    monkeypatch.setattr(health, "connections", {"default": connections.create_connection("unreachable")})
+    unreachable = connections.create_connection("unreachable")
+    monkeypatch.setattr(health, "connections", {"default": unreachable})
     try:
         with django_db_blocker.unblock():
             response = client.get("/readyz")
     finally:
+        unreachable.close_pool()  # else the pool keeps trying to reconnect in the background
         del connections.settings["unreachable"]
     assert response.status_code == 503
     assert list(response.json()["failing"]) == ["postgresql"]

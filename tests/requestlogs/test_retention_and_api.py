@@ -14,6 +14,14 @@ from tests.conftest import SYSTEM
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def flushed_by_the_test_only():
+    """These tests flush the buffer themselves, inside their transaction."""
+    request_log_buffer.background = False
+    yield
+    request_log_buffer.background = True
+
+
 def log_row(org, *, age_days: float, text: bool = True, alias: str = "gpt", status: int = 200) -> dict:
     return {
         "org_id": org.id, "created_at": timezone.now() - datetime.timedelta(days=age_days),
