@@ -310,12 +310,13 @@ def _cost(route: Route, usage: Usage, endpoint: str) -> float:
 
 
 def _observe(call: Call, route: Route, status: int, usage: Usage, *, error_code: str = "") -> None:
+    cost_usd = _cost(route, usage, call.endpoint)
     metrics.request_observe(
         org=call.routing.org_slug, alias=call.alias, deployment=route.deployment_name, status=status,
         started=call.started, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-        cost_usd=_cost(route, usage, call.endpoint),
+        cost_usd=cost_usd,
     )
-    request_log_record(call, route, status, usage, error_code=error_code)
+    request_log_record(call, route, status, usage, error_code=error_code, cost_usd=cost_usd)
 
 
 def _request_text(call: Call) -> str:
@@ -328,7 +329,9 @@ def _request_text(call: Call) -> str:
     return orjson.dumps(prompt).decode()
 
 
-def request_log_record(call: Call, route: Route | None, status: int, usage: Usage, *, error_code: str = "") -> None:
+def request_log_record(
+    call: Call, route: Route | None, status: int, usage: Usage, *, error_code: str = "", cost_usd: float = 0.0
+) -> None:
     """Hands the row to the per-process buffer: no I/O on the request path."""
     keeps_text = call.response_text is not None
     body = call.body
@@ -352,7 +355,7 @@ def request_log_record(call: Call, route: Route | None, status: int, usage: Usag
         "stream": call.stream,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
-        "cost_usd": _cost(route, usage, call.endpoint) if route else 0,
+        "cost_usd": cost_usd,
         "latency_ms": int((time.monotonic() - call.started) * 1000),
         "ttft_ms": call.ttft_ms,
         "attempts": call.attempts,
