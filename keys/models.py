@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -92,6 +93,11 @@ class VirtualKey(OrgOwnedModel):
     metadata = models.JSONField(default=dict, blank=True)
     # May only lower the team's and org's request-logging level (None: inherit).
     logging_level = models.CharField(max_length=10, choices=LoggingLevel.choices, null=True, blank=True)
+    # Every request with this key is treated as PHI (HIPAA-eligible deployments only).
+    handles_phi = models.BooleanField(default=False)
+    # Scheduled rotation: a successor secret every `rotation_days`, the old one kept for the grace period.
+    rotation_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3650)])
+    next_rotation_at = models.DateTimeField(null=True, blank=True)
     prefix = models.CharField(max_length=16)
     last_four = models.CharField(max_length=4)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -15,7 +15,8 @@ from audit.actors import acting_as, actor_from_request
 from config.api import Pagination, StrictSerializer
 from tenants import selectors, services
 from tenants.context import org_context
-from tenants.models import DataRegion, LoggingLevel, Membership, Org, Role, Team, TeamMembership, slug_validator
+from tenants.models import DataRegion, LoggingLevel, Membership, Org, Role, Team, TeamMembership, slug_validator, time_zone_validator
+from tenants.webhooks import org_webhook_signing_secret
 
 
 class OrgApi(APIView):
@@ -87,7 +88,8 @@ class OrgOutput(serializers.ModelSerializer):
     class Meta:
         model = Org
         fields = ["id", "slug", "name", "data_region", "logging_level", "retention_days", "text_retention_days",
-                  "mfa_required", "created_at", "role"]
+                  "mfa_required", "time_zone", "allow_unpriced_models", "webhook_url", "secret_rotation_days",
+                  "created_at", "role"]
 
     def get_role(self, org) -> str | None:
         return self.context.get("roles", {}).get(org.id)
@@ -144,6 +146,13 @@ class OrgUpdateInput(StrictSerializer):
     mfa_required = serializers.BooleanField(
         required=False, help_text="Every member needs a second factor (owners and admins always do)."
     )
+    time_zone = serializers.CharField(max_length=64, required=False, validators=[time_zone_validator],
+                                      help_text="IANA time zone in which budget periods start.")
+    allow_unpriced_models = serializers.BooleanField(
+        required=False, help_text="Serve deployments without a price (their requests count as zero cost against budgets).")
+    webhook_url = serializers.URLField(max_length=500, required=False, allow_blank=True,
+                                       help_text="Where signed alert webhooks are POSTed; blank turns them off.")
+    secret_rotation_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
 
 
 class OrgDetailApi(OrgApi):
@@ -159,6 +168,20 @@ class OrgDetailApi(OrgApi):
         data.is_valid(raise_exception=True)
         updated = services.org_update(org=self.org, actor=self.actor, acting_role=self.acting_role, **data.validated_data)
         return Response(OrgOutput(updated, context={"roles": {self.org.id: self.membership.role}}).data)
+
+
+class WebhookSecretOutput(serializers.Serializer):
+    signing_secret = serializers.CharField(help_text="HMAC-SHA256 key of the X-Gatehouse-Signature header.")
+
+
+class OrgWebhookSecretApi(OrgApi):
+    """GET: the secret that signs this org's webhook calls (admins and owners)."""
+
+    required_role = {"GET": ADMIN}
+
+    @extend_schema(responses=WebhookSecretOutput)
+    def get(self, request, org):
+        return Response({"signing_secret": org_webhook_signing_secret(self.org.id)})
 
 
 # Teams --------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 import uuid
+import zoneinfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -13,6 +15,11 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1 to 50 lower-case letters, digits and hyphens, starting and ending with a letter or digit.",
 )
+
+
+def time_zone_validator(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Berlin or UTC).")
 
 
 class Role(models.TextChoices):
@@ -61,6 +68,14 @@ class Org(models.Model):
     )
     # Every member needs a second factor (owners and admins always do); see docs/identity.md.
     mfa_required = models.BooleanField(default=False)
+    # Budget periods (daily, weekly, monthly) start at midnight in this IANA time zone.
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[time_zone_validator])
+    # Without a price a request's cost, and so every budget, cannot be computed: refused unless allowed here.
+    allow_unpriced_models = models.BooleanField(default=False)
+    # Alerts (soft budget limits, key rotations, overdue data-subject requests) are POSTed here, signed.
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # Provider credentials and SSO client secrets older than this are reported for rotation.
+    secret_rotation_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1), MaxValueValidator(3650)])
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
@@ -72,6 +87,10 @@ class Team(OrgOwnedModel):
     name = models.CharField(max_length=100)
     # May only lower the org's request-logging level (None: the org's).
     logging_level = models.CharField(max_length=10, choices=LoggingLevel.choices, null=True, blank=True)
+    # Every request from this team's keys is treated as PHI (HIPAA-eligible deployments only).
+    handles_phi = models.BooleanField(default=False)
+    # The team's approved-model catalogue: aliases its keys may use on top of each key's own list; null = no restriction.
+    approved_aliases = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -8,6 +8,7 @@ from accounts.services import user_sessions_end
 from audit.actors import Actor
 from audit.services import audit_event_record
 from config.errors import Conflict, PermissionDenied, ValidationFailed
+from keys.ssrf import base_url_validate
 from proxy.cache import gateway_cache_invalidate
 from tenants.context import org_context
 from tenants.models import ROLE_RANK, Membership, Org, Role, Team, TeamMembership
@@ -15,7 +16,8 @@ from tenants.selectors import TEAM_ADMIN_PERMISSION
 
 User = get_user_model()
 
-ORG_SETTINGS_FIELDS = ("name", "data_region", "logging_level", "retention_days", "text_retention_days", "mfa_required")
+ORG_SETTINGS_FIELDS = ("name", "data_region", "logging_level", "retention_days", "text_retention_days", "mfa_required",
+                       "time_zone", "allow_unpriced_models", "webhook_url", "secret_rotation_days")
 
 
 def _changes(instance, fields: dict) -> dict:
@@ -59,6 +61,8 @@ def org_update(*, org: Org, actor: Actor, acting_role: Role, **fields) -> Org:
         raise ValidationFailed(f"Unknown org setting: {', '.join(sorted(unknown))}.")
     if "data_region" in fields and fields["data_region"] != org.data_region and acting_role != Role.OWNER:
         raise PermissionDenied("Only an owner can change the org's data region.")
+    if fields.get("webhook_url"):
+        base_url_validate(fields["webhook_url"], field="webhook_url")
     changes = _changes(org, fields)
     if changes:
         for name, value in fields.items():
