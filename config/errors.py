@@ -29,3 +29,8 @@ class NotFound(DomainError):
 class PermissionDenied(DomainError):
     status_code = 403
     code = "permission_denied"
+
+
+class Gone(DomainError):
+    status_code = 410
+    code = "gone"

@@ -3,6 +3,8 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import JsonResponse
 
+from jobs.selectors import beat_staleness_problem
+
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -28,6 +30,10 @@ def _redis_problem() -> str | None:
 
 def readyz(request):
     checks = {"postgresql": _postgres_problem(), "redis": _redis_problem()}
+    if checks["postgresql"] is None:
+        watched, problem = beat_staleness_problem()
+        if watched:
+            checks["beat"] = problem
     failing = {name: problem for name, problem in checks.items() if problem}
     if failing:
         return JsonResponse({"status": "unavailable", "failing": failing}, status=503)

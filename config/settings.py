@@ -39,6 +39,19 @@ GATEHOUSE_SECRET_PEPPER = env_str("GATEHOUSE_SECRET_PEPPER") or SECRET_KEY
 # as long as the events; and how many proxies of ours append to X-Forwarded-For (0: use the socket peer).
 GATEHOUSE_AUDIT_HMAC_KEY = env_str("GATEHOUSE_AUDIT_HMAC_KEY")
 GATEHOUSE_TRUSTED_PROXY_COUNT = env_int("GATEHOUSE_TRUSTED_PROXY_COUNT", 0)
+# Data-subject requests (docs/privacy.md): days until due, days an access archive can be downloaded, rows per
+# erasure batch and a pause between batches, and how long a run may go silent before the sweep resumes it.
+GATEHOUSE_DSR_DUE_DAYS = env_int("GATEHOUSE_DSR_DUE_DAYS", 30)
+GATEHOUSE_DSR_ARCHIVE_DAYS = env_int("GATEHOUSE_DSR_ARCHIVE_DAYS", 7)
+GATEHOUSE_DSR_BATCH_ROWS = env_int("GATEHOUSE_DSR_BATCH_ROWS", 1000)
+GATEHOUSE_DSR_BATCH_PAUSE_SECONDS = float(env_str("GATEHOUSE_DSR_BATCH_PAUSE_SECONDS", "0"))
+GATEHOUSE_DSR_STALL_SECONDS = env_int("GATEHOUSE_DSR_STALL_SECONDS", 600)
+# Scheduled virtual-key rotation keeps the previous secret valid this long (docs/operations.md).
+GATEHOUSE_KEY_ROTATION_GRACE_SECONDS = env_int("GATEHOUSE_KEY_ROTATION_GRACE_SECONDS", 24 * 3600)
+# /readyz reports beat as failing when no scheduled job has started for this long (0: never); see docs/operations.md.
+GATEHOUSE_BEAT_STALE_SECONDS = env_int("GATEHOUSE_BEAT_STALE_SECONDS", 3600)
+# Guardrail detectors scan at most this many characters of each text part (docs/guardrails.md).
+GATEHOUSE_GUARDRAIL_MAX_SCAN_CHARS = env_int("GATEHOUSE_GUARDRAIL_MAX_SCAN_CHARS", 200_000)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -63,6 +76,10 @@ INSTALLED_APPS = [
     "keys",
     "sso",
     "requestlogs",
+    "guardrails",
+    "spend",
+    "privacy",
+    "jobs",
     "console",
 ]
 
@@ -229,7 +246,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Gatehouse management API",
     "DESCRIPTION": "Orgs, teams, members, admin tokens, provider credentials, deployments, model aliases and "
     "virtual keys of a Gatehouse LLM gateway.",
-    "ENUM_NAME_OVERRIDES": {"IdpRoleEnum": "sso.apis.IDP_ROLE_CHOICES", "DataRegionEnum": "tenants.models.DataRegion"},
+    "ENUM_NAME_OVERRIDES": {"IdpRoleEnum": "sso.apis.IDP_ROLE_CHOICES", "DataRegionEnum": "tenants.models.DataRegion",
+                            "DataSubjectRequestKindEnum": "privacy.models.RequestKind",
+                            "DataSubjectRequestStatusEnum": "privacy.models.RequestStatus",
+                            "BudgetScopeEnum": "spend.models.BudgetScope", "RateLimitScopeEnum": "spend.models.RateLimitScope"},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -251,6 +271,10 @@ CELERY_BEAT_SCHEDULE = {
     "admin-tokens-expire": {"task": "accounts.tasks.admin_tokens_expire_all_orgs", "schedule": 600.0},
     "audit-verify": {"task": "audit.tasks.audit_verify_all_orgs", "schedule": crontab(hour=3, minute=15)},
     "request-logs-expire": {"task": "requestlogs.tasks.request_logs_expire_all_orgs", "schedule": 3600.0},
+    "virtual-keys-rotate": {"task": "keys.tasks.virtual_keys_rotate_due_all_orgs", "schedule": 3600.0},
+    "secrets-reencrypt": {"task": "keys.tasks.secrets_reencrypt_all_orgs", "schedule": crontab(hour=2, minute=45)},
+    "privacy-requests-check": {"task": "privacy.tasks.data_subject_requests_check_all_orgs", "schedule": 300.0},
+    "privacy-archives-expire": {"task": "privacy.tasks.data_subject_archives_expire_all_orgs", "schedule": 3600.0},
 }
 
 LOGGING = {

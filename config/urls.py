@@ -8,6 +8,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts.apis import AdminTokenDetailApi, AdminTokenListApi, MemberMfaResetApi
 from audit.apis import AuditEventExportApi, AuditEventListApi
 from config.health import healthz, readyz
+from guardrails.apis import (
+    CustomDetectorDetailApi,
+    CustomDetectorListApi,
+    KeyGuardrailsApi,
+    OrgGuardrailPolicyApi,
+    TeamGuardrailsApi,
+)
 from keys.apis import (
     AliasDetailApi,
     AliasListApi,
@@ -15,13 +22,25 @@ from keys.apis import (
     CredentialListApi,
     DeploymentDetailApi,
     DeploymentListApi,
+    SecretRotationReportApi,
     VirtualKeyDetailApi,
     VirtualKeyListApi,
     VirtualKeyRotateApi,
+    VirtualKeySuccessorRevealApi,
 )
 from proxy.metrics import metrics_view
+from privacy.apis import DataSubjectArchiveApi, DataSubjectRequestDetailApi, DataSubjectRequestListApi
 from requestlogs.apis import DailyUsageListApi, RequestLogExportApi, RequestLogListApi
 from sso.apis import SsoConnectionApi
+from spend.apis import (
+    BudgetDetailApi,
+    BudgetListApi,
+    BudgetStateApi,
+    RateLimitDetailApi,
+    RateLimitListApi,
+    SpendExportApi,
+    SpendReportApi,
+)
 from tenants.apis import (
     MemberDetailApi,
     MemberListApi,
@@ -62,9 +81,26 @@ org_api = [
     path("deployments/<str:deployment_id>/", DeploymentDetailApi.as_view(), name="deployment-detail"),
     path("aliases/", AliasListApi.as_view(), name="alias-list"),
     path("aliases/<str:alias_id>/", AliasDetailApi.as_view(), name="alias-detail"),
+    path("budgets/", BudgetListApi.as_view(), name="budget-list"),
+    path("budgets/<str:budget_id>/", BudgetDetailApi.as_view(), name="budget-detail"),
+    path("budgets/<str:budget_id>/state/", BudgetStateApi.as_view(), name="budget-state"),
+    path("rate-limits/", RateLimitListApi.as_view(), name="rate-limit-list"),
+    path("rate-limits/<str:limit_id>/", RateLimitDetailApi.as_view(), name="rate-limit-detail"),
+    path("spend/", SpendReportApi.as_view(), name="spend-report"),
+    path("spend/export", SpendExportApi.as_view(), name="spend-export"),
     path("keys/", VirtualKeyListApi.as_view(), name="virtual-key-list"),
     path("keys/<str:key_id>/", VirtualKeyDetailApi.as_view(), name="virtual-key-detail"),
     path("keys/<str:key_id>/rotate/", VirtualKeyRotateApi.as_view(), name="virtual-key-rotate"),
+    path("keys/<str:key_id>/reveal-successor/", VirtualKeySuccessorRevealApi.as_view(), name="virtual-key-reveal-successor"),
+    path("secrets/rotation-report", SecretRotationReportApi.as_view(), name="secret-rotation-report"),
+    path("privacy-requests/", DataSubjectRequestListApi.as_view(), name="privacy-request-list"),
+    path("privacy-requests/<str:request_id>/", DataSubjectRequestDetailApi.as_view(), name="privacy-request-detail"),
+    path("privacy-requests/<str:request_id>/archive", DataSubjectArchiveApi.as_view(), name="privacy-request-archive"),
+    path("guardrails/policy/", OrgGuardrailPolicyApi.as_view(), name="guardrail-policy"),
+    path("guardrails/teams/<str:team_id>/", TeamGuardrailsApi.as_view(), name="team-guardrails"),
+    path("guardrails/keys/<str:key_id>/", KeyGuardrailsApi.as_view(), name="key-guardrails"),
+    path("guardrails/detectors/", CustomDetectorListApi.as_view(), name="custom-detector-list"),
+    path("guardrails/detectors/<str:detector_id>/", CustomDetectorDetailApi.as_view(), name="custom-detector-detail"),
 ]
 
 api_v1 = [

@@ -1,7 +1,8 @@
 """Management API for provider credentials, deployments, model aliases and virtual keys.
 Views are thin: parse, call a service or selector, serialize. No response ever carries a
-provider API key; a virtual key's secret appears once, in the answer that created it."""
-from drf_spectacular.utils import extend_schema
+provider API key; a virtual key's secret appears once, in the answer that created or rotated it (after a
+scheduled rotation: in the one reveal)."""
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -243,7 +244,7 @@ class VirtualKeyOutput(serializers.ModelSerializer):
         model = VirtualKey
         fields = [
             "id", "name", "team_id", "team", "allowed_aliases", "metadata", "prefix", "last_four",
-            "created_by", "created_at", "expires_at", "revoked_at", "logging_level",
+            "created_by", "created_at", "expires_at", "revoked_at", "logging_level", "rotation_days", "next_rotation_at",
         ]
 
 
@@ -252,6 +253,14 @@ class VirtualKeySecretOutput(VirtualKeyOutput):
 
     class Meta(VirtualKeyOutput.Meta):
         fields = [*VirtualKeyOutput.Meta.fields, "secret"]
+
+
+def _rotation_days_field():
+    return serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="Rotate the secret every this many days (1 to 3650; null: never). The new secret is revealed "
+                  "once through reveal-successor/; the previous one keeps working for the grace period.",
+    )
 
 
 class VirtualKeyInput(StrictSerializer):
@@ -267,6 +276,11 @@ class VirtualKeyInput(StrictSerializer):
         choices=LoggingLevel.choices, required=False, allow_null=True,
         help_text="Lowers the request-logging level for this key (never raises it).",
     )
+    rotation_days = _rotation_days_field()
+
+
+class VirtualKeyUpdateInput(StrictSerializer):
+    rotation_days = _rotation_days_field()
 
 
 class VirtualKeyRotateInput(StrictSerializer):
@@ -307,19 +321,30 @@ class VirtualKeyListApi(VirtualKeyApi):
             org=self.org, team=tenant_selectors.team_get(org=self.org, team_id=fields["team_id"]),
             name=fields["name"], allowed_aliases=fields["allowed_aliases"], expires_at=fields.get("expires_at"),
             metadata=fields.get("metadata", {}), actor=self.actor, created_by=request.user,
-            logging_level=fields.get("logging_level"),
+            logging_level=fields.get("logging_level"), rotation_days=fields.get("rotation_days"),
         )
         key.secret = secret
         return Response(VirtualKeySecretOutput(key).data, status=status.HTTP_201_CREATED)
 
 
 class VirtualKeyDetailApi(VirtualKeyApi):
-    required_role = {"GET": READ, "DELETE": ADMIN}
-    team_admin_methods = ("DELETE",)
+    required_role = {"GET": READ, "PATCH": ADMIN, "DELETE": ADMIN}
+    team_admin_methods = ("PATCH", "DELETE")
 
     @extend_schema(responses=VirtualKeyOutput)
     def get(self, request, org, key_id):
         return Response(VirtualKeyOutput(selectors.virtual_key_get(org=self.org, key_id=key_id)).data)
+
+    @extend_schema(request=VirtualKeyUpdateInput, responses=VirtualKeyOutput)
+    def patch(self, request, org, key_id):
+        key = selectors.virtual_key_get(org=self.org, key_id=key_id)
+        data = VirtualKeyUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "rotation_days" in data.validated_data:
+            key = services.virtual_key_rotation_schedule(
+                org=self.org, key=key, rotation_days=data.validated_data["rotation_days"], actor=self.actor
+            )
+        return Response(VirtualKeyOutput(selectors.virtual_key_get(org=self.org, key_id=key.id)).data)
 
     @extend_schema(
         responses={204: None}, description="Revokes the key (idempotent); it stays listed with `revoked_at`."
@@ -344,3 +369,44 @@ class VirtualKeyRotateApi(VirtualKeyApi):
         )
         key.secret = secret
         return Response(VirtualKeySecretOutput(key).data)
+
+
+class VirtualKeySuccessorOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    last_four = serializers.CharField()
+    secret = serializers.CharField(help_text="Shown once; store it now.")
+
+
+class VirtualKeySuccessorRevealApi(VirtualKeyApi):
+    required_role = {"POST": ADMIN}
+    team_admin_methods = ("POST",)
+
+    @extend_schema(
+        request=None,
+        responses={200: VirtualKeySuccessorOutput, 410: OpenApiResponse(description="Already revealed, or none pending.")},
+        description="The secret made by the key's latest scheduled rotation, once: it is wiped as it is shown.",
+    )
+    def post(self, request, org, key_id):
+        key = selectors.virtual_key_get(org=self.org, key_id=key_id)
+        secret = services.virtual_key_successor_reveal(org=self.org, key=key, actor=self.actor)
+        return Response(VirtualKeySuccessorOutput({"id": key.id, "last_four": secret[-4:], "secret": secret}).data)
+
+
+# Secret rotation report ------------------------------------------------------------------
+
+class SecretRotationReportOutput(serializers.Serializer):
+    kind = serializers.CharField(help_text="provider_credential or sso_client_secret")
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+    age_days = serializers.IntegerField()
+
+
+class SecretRotationReportApi(OrgApi):
+    """Secrets older than the org's rotation policy (`secret_rotation_days`): replace them at the provider."""
+
+    required_role = {"GET": ADMIN}
+
+    @extend_schema(responses=SecretRotationReportOutput(many=True))
+    def get(self, request, org):
+        return Response(SecretRotationReportOutput(selectors.secrets_due_for_rotation(org=self.org), many=True).data)

@@ -120,3 +120,6 @@ class VirtualKeySecret(OrgOwnedModel):
     last_four = models.CharField(max_length=4)
     created_at = models.DateTimeField(default=timezone.now)
     valid_until = models.DateTimeField(null=True, blank=True)
+    # A scheduled rotation's new secret, encrypted (keys.crypto) until an admin reveals it once; then blank.
+    sealed_secret = models.TextField(blank=True)
+    sealed_key_id = models.CharField(max_length=32, blank=True)

@@ -1,12 +1,15 @@
 """Reads of provider credentials, deployments, model aliases and virtual keys, always through the
 org-scoped default managers: another org's row is simply not found."""
 import contextlib
+import datetime
 import uuid
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from config.errors import NotFound
 from keys.models import Deployment, ModelAlias, ProviderCredential, VirtualKey
+from sso.models import SsoConnection
 from tenants.models import Org
 from tenants.selectors import uuid_or_not_found
 
@@ -71,3 +74,20 @@ def virtual_key_list(*, org: Org) -> QuerySet[VirtualKey]:
 
 def virtual_key_get(*, org: Org, key_id) -> VirtualKey:
     return _get_by_id(virtual_key_list(org=org), key_id, "Key")
+
+
+def secrets_due_for_rotation(*, org: Org, now: datetime.datetime | None = None) -> list[dict]:
+    """Provider credentials and the SSO client secret last replaced more than `org.secret_rotation_days` ago,
+    oldest first. Re-encryption is not rotation: it leaves `updated_at` alone."""
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(days=org.secret_rotation_days)
+    found = [
+        {"kind": "provider_credential", "id": credential.id, "name": credential.name, "updated_at": credential.updated_at}
+        for credential in credential_list(org=org).filter(updated_at__lt=cutoff)
+    ] + [
+        {"kind": "sso_client_secret", "id": connection.id, "name": connection.issuer, "updated_at": connection.updated_at}
+        for connection in SsoConnection.objects.filter(org=org, updated_at__lt=cutoff)
+    ]
+    for entry in found:
+        entry["age_days"] = (now - entry["updated_at"]).days
+    return sorted(found, key=lambda entry: entry["updated_at"])

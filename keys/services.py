@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.actors import Actor
 from audit.services import audit_event_record
-from config.errors import Conflict, NotFound, ValidationFailed
+from config.errors import Conflict, Gone, NotFound, ValidationFailed
 from keys import selectors
 from keys.crypto import DecryptionFailed, current_key_id, secret_decrypt, secret_encrypt
 from keys.models import (
@@ -37,6 +37,7 @@ from keys.secrets import secret_generate, secret_hash
 from keys.ssrf import base_url_validate
 from proxy.cache import gateway_cache_invalidate
 from tenants.models import DataRegion, LoggingLevel, Org, Team, slug_validator
+from tenants.webhooks import org_webhook_notify
 
 VIRTUAL_KEY_PREFIX = "sk-gh-"
 VIRTUAL_KEY_SHOWN_PREFIX_LENGTH = 10
@@ -47,6 +48,7 @@ ROUTE_POSITION_MAX = 99
 ROUTE_WEIGHT_MAX = 1000
 TIMEOUT_SECONDS_MIN, TIMEOUT_SECONDS_MAX = 1, 600
 ROTATION_GRACE_SECONDS_MAX = 30 * 24 * 3600
+ROTATION_DAYS_MAX = 3650
 METADATA_MAX_KEYS = 16
 METADATA_MAX_BYTES = 2048
 API_KEY_MAX_LENGTH = 4096
@@ -463,20 +465,41 @@ def _metadata_validate(metadata) -> None:
         raise ValidationFailed(f"Metadata is limited to {METADATA_MAX_BYTES} bytes of JSON.", field="metadata")
 
 
-def _virtual_key_secret_issue(*, org: Org, key: VirtualKey) -> str:
+def _sealed_secret_associated_data(secret_row: VirtualKeySecret) -> bytes:
+    return f"{secret_row.org_id}:{secret_row.id}".encode()
+
+
+def _virtual_key_secret_issue(*, org: Org, key: VirtualKey, seal: bool = False) -> str:
     """Saves the key with a new secret. Only the secret's keyed hash is stored; the key shows the
-    secret's first and last characters so that people can tell their keys apart."""
+    secret's first and last characters so that people can tell their keys apart. `seal` also keeps the
+    secret encrypted until an admin reveals it once (a scheduled rotation has nobody to show it to)."""
     secret = secret_generate(VIRTUAL_KEY_PREFIX)
     key.prefix, key.last_four = secret[:VIRTUAL_KEY_SHOWN_PREFIX_LENGTH], secret[-4:]
     key.save()
-    VirtualKeySecret.objects.create(org=org, key=key, secret_hash=secret_hash(secret), last_four=key.last_four)
+    secret_row = VirtualKeySecret(id=uuid.uuid4(), org=org, key=key, secret_hash=secret_hash(secret), last_four=key.last_four)
+    if seal:
+        secret_row.sealed_key_id, secret_row.sealed_secret = secret_encrypt(
+            secret, associated_data=_sealed_secret_associated_data(secret_row)
+        )
+    secret_row.save(force_insert=True)
     return secret
+
+
+def _rotation_days_validate(rotation_days) -> int | None:
+    if rotation_days is None:
+        return None
+    return _int_in_range(rotation_days, field="rotation_days", low=1, high=ROTATION_DAYS_MAX)
+
+
+def _next_rotation_at(rotation_days: int | None, *, after: datetime.datetime) -> datetime.datetime | None:
+    return after + datetime.timedelta(days=rotation_days) if rotation_days else None
 
 
 @transaction.atomic
 def virtual_key_create(
     *, org: Org, team: Team, name: str, allowed_aliases: list[str], expires_at: datetime.datetime | None,
     metadata: dict, actor: Actor, created_by: User | None = None, logging_level: str | None = None,
+    rotation_days: int | None = None,
 ) -> tuple[VirtualKey, str]:
     """Returns the key and its secret; only a keyed hash of the secret is stored, so it cannot be shown again.
     `logging_level` can only lower the org's and team's request-logging level, never raise it."""
@@ -489,9 +512,11 @@ def virtual_key_create(
     _metadata_validate(metadata)
     if logging_level is not None and logging_level not in LoggingLevel.values:
         raise ValidationFailed(f"Unknown logging level {logging_level!r}.", field="logging_level")
+    rotation_days = _rotation_days_validate(rotation_days)
     key = VirtualKey(
         org=org, team=team, name=name, allowed_aliases=allowed_aliases, metadata=metadata,
-        created_by=created_by, expires_at=expires_at, logging_level=logging_level,
+        created_by=created_by, expires_at=expires_at, logging_level=logging_level, rotation_days=rotation_days,
+        next_rotation_at=_next_rotation_at(rotation_days, after=timezone.now()),
     )
     secret = _virtual_key_secret_issue(org=org, key=key)
     _change_record(
@@ -499,7 +524,7 @@ def virtual_key_create(
         changes={
             "name": [None, name], "team": [None, team.slug], "allowed_aliases": [None, allowed_aliases],
             "expires_at": [None, _jsonable(expires_at)], "metadata": [None, metadata],
-            "logging_level": [None, logging_level],
+            "logging_level": [None, logging_level], "rotation_days": [None, rotation_days],
         },
     )
     return key, secret
@@ -514,9 +539,11 @@ def virtual_key_revoke(*, org: Org, key: VirtualKey, actor: Actor) -> VirtualKey
     return key
 
 
-@transaction.atomic
-def virtual_key_rotate(*, org: Org, key: VirtualKey, grace_seconds: int, actor: Actor) -> tuple[VirtualKey, str]:
-    """Adds a new secret; every older secret still valid stops working after the grace period (0: at once)."""
+def _virtual_key_rotate(
+    *, org: Org, key: VirtualKey, grace_seconds: int, seal: bool = False
+) -> tuple[VirtualKey, str, datetime.datetime]:
+    """Adds a new secret and ends every older one after the grace period; restarts the rotation schedule.
+    Returns the locked, current key, the new secret and the older secrets' end."""
     grace_seconds = _int_in_range(grace_seconds, field="grace_seconds", low=0, high=ROTATION_GRACE_SECONDS_MAX)
     # Locked so that two concurrent rotations cannot each leave an old secret without an end.
     key = VirtualKey.objects.select_for_update().get(org=org, id=key.id)
@@ -526,11 +553,20 @@ def virtual_key_rotate(*, org: Org, key: VirtualKey, grace_seconds: int, actor: 
     if key.expires_at is not None and key.expires_at <= now:
         raise Conflict("An expired key cannot be rotated; create a new key.")
     valid_until = now + datetime.timedelta(seconds=grace_seconds)
+    older = VirtualKeySecret.objects.filter(org=org, key=key)
     # A secret already ending sooner (an earlier rotation's) keeps its earlier end.
-    VirtualKeySecret.objects.filter(org=org, key=key).filter(
-        Q(valid_until__isnull=True) | Q(valid_until__gt=valid_until)
-    ).update(valid_until=valid_until)
-    secret = _virtual_key_secret_issue(org=org, key=key)
+    older.filter(Q(valid_until__isnull=True) | Q(valid_until__gt=valid_until)).update(valid_until=valid_until)
+    # An unrevealed successor of an earlier scheduled rotation is superseded: nobody needs it any more.
+    older.exclude(sealed_secret="").update(sealed_secret="", sealed_key_id="")
+    key.next_rotation_at = _next_rotation_at(key.rotation_days, after=now)
+    secret = _virtual_key_secret_issue(org=org, key=key, seal=seal)
+    return key, secret, valid_until
+
+
+@transaction.atomic
+def virtual_key_rotate(*, org: Org, key: VirtualKey, grace_seconds: int, actor: Actor) -> tuple[VirtualKey, str]:
+    """Adds a new secret; every older secret still valid stops working after the grace period (0: at once)."""
+    key, secret, valid_until = _virtual_key_rotate(org=org, key=key, grace_seconds=grace_seconds)
     _change_record(
         org=org, actor=actor, action="virtual_key.rotate", target=key,
         changes={
@@ -538,3 +574,95 @@ def virtual_key_rotate(*, org: Org, key: VirtualKey, grace_seconds: int, actor: 
         },
     )
     return key, secret
+
+
+@transaction.atomic
+def virtual_key_rotation_schedule(*, org: Org, key: VirtualKey, rotation_days: int | None, actor: Actor) -> VirtualKey:
+    """Rotates the key every `rotation_days` from now on (None: no schedule)."""
+    rotation_days = _rotation_days_validate(rotation_days)
+    key = VirtualKey.objects.select_for_update().get(org=org, id=key.id)
+    if rotation_days == key.rotation_days:
+        return key
+    if rotation_days is not None and key.revoked_at is not None:
+        raise Conflict("A revoked key cannot be rotated; create a new key.")
+    changes = {"rotation_days": [key.rotation_days, rotation_days]}
+    key.rotation_days = rotation_days
+    key.next_rotation_at = _next_rotation_at(rotation_days, after=timezone.now())
+    key.save(update_fields=["rotation_days", "next_rotation_at"])
+    _change_record(org=org, actor=actor, action="virtual_key.update", target=key, changes=changes)
+    return key
+
+
+@transaction.atomic
+def virtual_key_rotate_scheduled(*, org: Org, key: VirtualKey, grace_seconds: int, actor: Actor) -> bool:
+    """A due scheduled rotation: the new secret is sealed until an admin reveals it
+    (`virtual_key_successor_reveal`); the org hears of it by audit event and webhook, never with the secret."""
+    locked = VirtualKey.objects.select_for_update().get(org=org, id=key.id)
+    now = timezone.now()
+    if locked.next_rotation_at is None or locked.next_rotation_at > now:
+        return False  # rotated by someone else meanwhile
+    if locked.revoked_at is not None or (locked.expires_at is not None and locked.expires_at <= now):
+        locked.next_rotation_at = None
+        locked.save(update_fields=["next_rotation_at"])
+        return False
+    key, _, valid_until = _virtual_key_rotate(org=org, key=locked, grace_seconds=grace_seconds, seal=True)
+    _change_record(
+        org=org, actor=actor, action="virtual_key.rotate.scheduled", target=key,
+        changes={
+            "grace_seconds": [None, grace_seconds], "previous_secrets_valid_until": [None, _jsonable(valid_until)],
+            "next_rotation_at": [None, _jsonable(key.next_rotation_at)],
+        },
+    )
+    org_webhook_notify(org_id=org.id, event="virtual_key.rotated", payload={
+        "key_id": str(key.id), "name": key.name, "last_four": key.last_four,
+        "previous_secrets_valid_until": _jsonable(valid_until), "next_rotation_at": _jsonable(key.next_rotation_at),
+    })
+    return True
+
+
+def virtual_keys_rotate_due(*, org: Org, actor: Actor, grace_seconds: int, now: datetime.datetime | None = None) -> int:
+    """Rotates every key of the org whose scheduled rotation is due, each in its own transaction.
+    Call it inside `org_context`."""
+    due = VirtualKey.objects.filter(org=org, next_rotation_at__lte=now or timezone.now()).order_by("next_rotation_at")
+    return sum(
+        virtual_key_rotate_scheduled(org=org, key=key, grace_seconds=grace_seconds, actor=actor) for key in list(due)
+    )
+
+
+@transaction.atomic
+def virtual_key_successor_reveal(*, org: Org, key: VirtualKey, actor: Actor) -> str:
+    """The secret a scheduled rotation made, once: it is wiped as it is shown."""
+    newest = VirtualKeySecret.objects.select_for_update().filter(org=org, key=key).order_by("-created_at").first()
+    if newest is None or not newest.sealed_secret:
+        raise Gone("No unrevealed secret: it was already revealed, or no scheduled rotation made one since.")
+    try:
+        secret = secret_decrypt(newest.sealed_secret, key_id=newest.sealed_key_id,
+                                associated_data=_sealed_secret_associated_data(newest))
+    except DecryptionFailed:
+        raise Conflict("The new secret cannot be decrypted (its encryption key left the ring); rotate the key.") from None
+    newest.sealed_secret, newest.sealed_key_id = "", ""
+    newest.save(update_fields=["sealed_secret", "sealed_key_id"])
+    audit_event_record(org_id=org.id, actor=actor, action="virtual_key.successor_reveal", target=key,
+                       changes={"last_four": [None, newest.last_four]})
+    return secret
+
+
+@transaction.atomic
+def virtual_key_sealed_secrets_reencrypt(*, org: Org, actor: Actor) -> int:
+    """Re-encrypts unrevealed successor secrets not under the current key, like `credentials_reencrypt`."""
+    stale = VirtualKeySecret.objects.filter(org=org).exclude(sealed_secret="").exclude(
+        sealed_key_id=current_key_id()
+    ).select_for_update()
+    count = 0
+    for secret_row in stale:
+        previous_key_id = secret_row.sealed_key_id
+        secret = secret_decrypt(secret_row.sealed_secret, key_id=previous_key_id,
+                                associated_data=_sealed_secret_associated_data(secret_row))
+        secret_row.sealed_key_id, secret_row.sealed_secret = secret_encrypt(
+            secret, associated_data=_sealed_secret_associated_data(secret_row)
+        )
+        secret_row.save(update_fields=["sealed_secret", "sealed_key_id"])
+        audit_event_record(org_id=org.id, actor=actor, action="virtual_key.reencrypt", target=secret_row.key,
+                           changes={"encryption_key_id": [previous_key_id, secret_row.sealed_key_id]})
+        count += 1
+    return count

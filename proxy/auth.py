@@ -31,9 +31,14 @@ class KeyGrant:
     secret_valid_until: datetime.datetime | None
     team_logging_level: str | None
     key_logging_level: str | None
+    handles_phi: bool  # the team or the key is marked as handling PHI
+    team_approved_aliases: frozenset[str] | None  # the team's catalogue; None: no team restriction
+
+    def team_allows_alias(self, alias: str) -> bool:
+        return self.team_approved_aliases is None or alias in self.team_approved_aliases
 
     def allows_alias(self, alias: str) -> bool:
-        return "*" in self.allowed_aliases or alias in self.allowed_aliases
+        return ("*" in self.allowed_aliases or alias in self.allowed_aliases) and self.team_allows_alias(alias)
 
 
 _grants = GenerationCache(max_entries=MAX_CACHED_SECRETS)
@@ -52,7 +57,8 @@ def _grant_load(hashed: str) -> KeyGrant | None:
         key_id=key.id, org_id=key.org_id, team_id=key.team_id, last_four=key.last_four,
         allowed_aliases=frozenset(key.allowed_aliases), expires_at=key.expires_at, revoked_at=key.revoked_at,
         secret_valid_until=secret["valid_until"], team_logging_level=key.team.logging_level,
-        key_logging_level=key.logging_level,
+        key_logging_level=key.logging_level, handles_phi=key.handles_phi or key.team.handles_phi,
+        team_approved_aliases=None if key.team.approved_aliases is None else frozenset(key.team.approved_aliases),
     )
 
 

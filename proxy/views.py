@@ -16,12 +16,15 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from audit.origin import client_ip, request_id_for
+from guardrails.gateway import GuardrailBlocked, RequestGuard, request_guard_for
 from proxy import metrics, translate
 from proxy.auth import KeyGrant, hashed_secret_from_request, key_grant_for_hash, key_grant_guess
 from proxy.cache import gateway_state_read
+from proxy.compliance import RoutingDecision, compliant_routes, no_compliant_deployment, phi_changes_routing
 from proxy.cooldown import cooldown_keys, cooling_from_flags, deployment_failure_record, deployments_cooling
 from proxy.errors import ProxyError, UntranslatableRequest, anthropic_error_body, error_response, invalid_request, openai_error_body
 from proxy.routing import OrgRouting, Route, org_routing, org_routing_guess, routes_in_attempt_order
+from proxy.tokens import streamed_text_tokens
 from proxy.upstream import (
     RETRYABLE_STATUSES,
     UpstreamRefused,
@@ -35,6 +38,8 @@ from proxy.upstream import (
 from proxy.validation import chat_request_validate, embeddings_request_validate, messages_request_validate
 from requestlogs.tracing import request_span_record
 from requestlogs.writer import request_log_append
+from spend.gate import Reservation, request_end_user, spend_reserve, spend_settle
+from spend.pricing import cost_microusd
 from tenants.models import LoggingLevel
 
 VALIDATORS = {"chat": chat_request_validate, "messages": messages_request_validate, "embeddings": embeddings_request_validate}
@@ -56,11 +61,17 @@ class Call:
     alias: str = ""
     stream: bool = False
     client_wants_usage: bool = False
+    generation: int = 0
+    end_user: str = ""
+    reservation: Reservation | None = None  # held against budgets and rate limits until settled
+    streamed: list[bytes] | None = None  # the provider's SSE data, counted when it sends no usage
     cooling: set[str] = dataclasses.field(default_factory=set)
     logging_level: str = LoggingLevel.METADATA
     attempts: int = 0
     ttft_ms: int | None = None
     response_text: list[str] | None = None  # collected only when the logging level keeps text
+    guard: RequestGuard | None = None
+    routing_decision: RoutingDecision | None = None
 
 
 @dataclasses.dataclass
@@ -128,17 +139,24 @@ def _authorize(request, call: Call) -> None:
     guess = key_grant_guess(hashed)
     guessed_ids = _chain_ids(org_routing_guess(guess.org_id) if guess else None, alias)
     generation, cooling = _gateway_state(guessed_ids)
+    call.generation = generation
     try:
         call.grant = key_grant_for_hash(hashed, generation=generation)
         call.routing = org_routing(call.grant.org_id, generation=generation)
+        call.guard = request_guard_for(org_id=call.grant.org_id, team_id=call.grant.team_id, key_id=call.grant.key_id,
+                                       handles_phi=call.grant.handles_phi, generation=generation)
     except DatabaseError:
         raise ProxyError(503, "The gateway cannot reach its database; try again shortly.", code="gateway_unavailable") from None
     call.body, call.alias = body, alias
     call.logging_level = _logging_level(request, call)
     if alias not in call.routing.aliases:
         raise ProxyError(404, f"The model '{alias}' does not exist.", code="model_not_found", param="model")
+    if not call.grant.team_allows_alias(alias):
+        raise ProxyError(403, f"The model '{alias}' is not in the approved catalogue of this key's team.",
+                         code="model_not_allowed", param="model")
     if not call.grant.allows_alias(alias):
         raise ProxyError(403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model")
+    call.guard.request_check(body, call.endpoint, phi_changes_routing=phi_changes_routing(call.routing.aliases[alias]))
     chain_ids = _chain_ids(call.routing, alias)
     call.cooling = cooling if chain_ids == guessed_ids else deployments_cooling(chain_ids)
     call.stream = bool(body.get("stream")) and call.endpoint != "embeddings"
@@ -154,8 +172,11 @@ def _serve(request, *, endpoint: str, anthropic_client: bool):
         if request.method != "POST":
             raise ProxyError(405, "Use POST.", code="method_not_allowed")
         _authorize(request, call)
+        call.end_user = request_end_user(request.META.get("HTTP_X_GATEHOUSE_END_USER"), call.body)
         return _forward(call)
     except ProxyError as error:
+        if call.reservation is not None:
+            spend_settle(call.reservation, route=None, prompt_tokens=0, completion_tokens=0, error_code=error.code)
         org = call.routing.org_slug if call.routing else ""
         metrics.ERRORS.labels(org, call.alias, error.code).inc()
         if call.routing is not None:
@@ -279,10 +300,17 @@ def _forward(call: Call):
         candidates = [route for route in candidates if not route.speaks_anthropic]
         if not candidates:
             raise invalid_request(f"The model '{call.alias}' does not offer embeddings.", param="model")
+    candidates, call.routing_decision = compliant_routes(candidates, phi=call.guard.phi, data_region=call.routing.data_region)
+    if not candidates:
+        raise no_compliant_deployment(call.alias, call.routing_decision)
     ready = [route for route in candidates if route.deployment_id not in call.cooling]
     if not ready:
         raise ProxyError(503, f"Every deployment of '{call.alias}' is cooling down after failures; retry shortly.",
                          code="deployments_cooling_down", headers={"Retry-After": str(settings.GATEHOUSE_COOLDOWN_SECONDS)})
+    # Reserved before the first attempt, so that concurrent requests cannot overspend a budget.
+    call.reservation = spend_reserve(
+        grant=call.grant, generation=call.generation, request_id=call.request_id, endpoint=call.endpoint,
+        alias=call.alias, body=call.body, end_user=call.end_user, candidates=ready, anthropic_client=call.anthropic_client)
     last_failure: ProxyError | None = None
     for route in ready:
         try:
@@ -303,13 +331,23 @@ def _forward(call: Call):
 
 
 def _cost(route: Route, usage: Usage, endpoint: str) -> float:
-    if endpoint == "embeddings":
-        return usage.prompt_tokens * float(route.price_embedding_per_mtok or 0) / 1e6
-    return (usage.prompt_tokens * float(route.price_input_per_mtok or 0)
-            + usage.completion_tokens * float(route.price_output_per_mtok or 0)) / 1e6
+    # The same rounded micro-dollars as the spend ledger and the budget counters.
+    return cost_microusd(route, endpoint, usage.prompt_tokens, usage.completion_tokens) / 1e6
+
+
+def _usage_settle(call: Call, route: Route, usage: Usage, error_code: str) -> None:
+    """Charges the request's budgets; a stream cut before its usage is charged for the prompt and the text streamed."""
+    if call.stream and not usage.completion_tokens and call.streamed:
+        usage.completion_tokens = streamed_text_tokens(call.streamed, anthropic=route.speaks_anthropic)
+    if not usage.prompt_tokens:  # the provider sent no usage: the count made before the call stands in
+        usage.prompt_tokens = call.reservation.prompt_tokens
+    spend_settle(call.reservation, route=route, prompt_tokens=usage.prompt_tokens,
+                 completion_tokens=usage.completion_tokens, error_code=error_code)
 
 
 def _observe(call: Call, route: Route, status: int, usage: Usage, *, error_code: str = "") -> None:
+    if call.reservation is not None:
+        _usage_settle(call, route, usage, error_code)
     cost_usd = _cost(route, usage, call.endpoint)
     metrics.request_observe(
         org=call.routing.org_slug, alias=call.alias, deployment=route.deployment_name, status=status,
@@ -335,7 +373,7 @@ def request_log_record(
     """Hands the row to the per-process buffer: no I/O on the request path."""
     keeps_text = call.response_text is not None
     body = call.body
-    end_user = body.get("user") or (body.get("metadata") or {}).get("user_id")
+    end_user = call.end_user or body.get("user") or (body.get("metadata") or {}).get("user_id")
     row = {
         "org_id": call.grant.org_id,
         "created_at": timezone.now(),
@@ -359,7 +397,8 @@ def request_log_record(
         "latency_ms": int((time.monotonic() - call.started) * 1000),
         "ttft_ms": call.ttft_ms,
         "attempts": call.attempts,
-        "guardrail": {},
+        "guardrail": call.guard.log_record() if call.guard else {},
+        "routing": call.routing_decision.record(cooling=call.cooling, chosen=route) if call.routing_decision else {},
         "logging_level": call.logging_level,
         "request_text": _request_text(call) if keeps_text and body else None,
         "response_text": "".join(call.response_text) if keeps_text else None,
@@ -386,6 +425,13 @@ def _complete(call: Call, route: Route, response: UpstreamResponse) -> HttpRespo
     if not isinstance(payload, dict):
         raise AttemptFailed(ProxyError(502, f"Deployment '{route.deployment_name}' sent a malformed answer.",
                                        code="upstream_malformed"))
+    blocked = None
+    if call.endpoint != "embeddings":
+        try:
+            if call.guard.response_check(payload, anthropic=route.speaks_anthropic):
+                raw = orjson.dumps(payload)
+        except GuardrailBlocked as error:
+            blocked = error.as_proxy_error()
     usage_block = payload.get("usage") or {}
     if route.speaks_anthropic:
         usage = Usage(usage_block.get("input_tokens", 0), usage_block.get("output_tokens", 0))
@@ -396,6 +442,13 @@ def _complete(call: Call, route: Route, response: UpstreamResponse) -> HttpRespo
         if call.response_text is not None and call.endpoint != "embeddings":
             message = ((payload.get("choices") or [{}])[0] or {}).get("message") or {}
             call.response_text.append(message.get("content") or "")
+    if blocked is not None:
+        if call.response_text is not None:
+            call.response_text.clear()  # the withheld answer is not logged either
+        metrics.ERRORS.labels(call.routing.org_slug, call.alias, blocked.code).inc()
+        _observe(call, route, blocked.status, usage, error_code=blocked.code)
+        return _served_headers(error_response(blocked, anthropic=call.anthropic_client, request_id=call.request_id),
+                               call, route)
     if call.endpoint != "embeddings" and call.anthropic_client != route.speaks_anthropic:
         if call.anthropic_client:
             raw = orjson.dumps(translate.openai_response_to_anthropic(payload, model=call.alias))
@@ -457,6 +510,7 @@ def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_pa
     usage = Usage()
     status, error_code = 200, ""
     finished = False
+    events = _streamed_kept(call, first, events)
     if route.speaks_anthropic:
         relay = _relay_anthropic_upstream(call, usage, first, first_payload, events)
     else:
@@ -468,12 +522,25 @@ def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_pa
         status, error_code = 502, "upstream_stream_cut"
         metrics.ERRORS.labels(call.routing.org_slug, call.alias, "upstream_stream_cut").inc()
         yield _stream_error_event(call, route)
+    except GuardrailBlocked as blocked:
+        error = blocked.as_proxy_error()
+        status, error_code = error.status, error.code
+        metrics.ERRORS.labels(call.routing.org_slug, call.alias, error.code).inc()
+        yield _anthropic_sse("error", anthropic_error_body(error)) if call.anthropic_client else _openai_sse(openai_error_body(error))
     except GeneratorExit:
         status, error_code = 499, "client_disconnected"  # closing the upstream response cancels the provider call
         raise
     finally:
         upstream_release(response, finished=finished)
         _observe(call, route, status, usage, error_code=error_code)
+
+
+def _streamed_kept(call: Call, first, events):
+    """Keeps what the provider streamed (held-back text included): a cut stream is charged for all of it."""
+    call.streamed = [first[1]]
+    for event in events:
+        call.streamed.append(event[1])
+        yield event
 
 
 def _may_carry_usage_or_error(data: bytes) -> bool:
@@ -485,9 +552,18 @@ def _may_carry_usage_or_error(data: bytes) -> bool:
 
 def _relay_openai_upstream(call: Call, usage: Usage, first, first_payload, events):
     to_anthropic = translate.OpenAIStreamToAnthropic(model=call.alias) if call.anthropic_client else None
+    scanner = call.guard.stream_scanner()
     pending = [(first[1], first_payload)]
     while True:
         for data, payload in pending:
+            if data == b"[DONE]" and scanner is not None and (rest := scanner.openai_rest_chunk()) is not None:
+                if call.response_text is not None:
+                    call.response_text.extend(choice["delta"]["content"] for choice in rest["choices"])
+                if to_anthropic:
+                    for event_type, event in to_anthropic.feed(rest):
+                        yield _anthropic_sse(event_type, event)
+                else:
+                    yield _openai_sse(rest)
             if data == b"[DONE]":
                 if to_anthropic:
                     for event_type, event in to_anthropic.finish():
@@ -496,11 +572,15 @@ def _relay_openai_upstream(call: Call, usage: Usage, first, first_payload, event
                     yield b"data: [DONE]\n\n"
                 return
             if payload is None:
-                needs_parsing = to_anthropic or call.response_text is not None or _may_carry_usage_or_error(data)
+                needs_parsing = (to_anthropic or scanner or call.response_text is not None
+                                 or _may_carry_usage_or_error(data))
                 payload = orjson.loads(data) if needs_parsing else None
             if payload is not None:
                 if "error" in payload:
                     raise StreamCut()
+                if scanner is not None:
+                    scanner.openai_chunk(payload)  # before translation, so every direction is scanned once
+                    data = orjson.dumps(payload)
                 if payload.get("usage"):
                     usage.prompt_tokens = payload["usage"].get("prompt_tokens", 0)
                     usage.completion_tokens = payload["usage"].get("completion_tokens", 0)
@@ -524,13 +604,24 @@ def _relay_openai_upstream(call: Call, usage: Usage, first, first_payload, event
 def _relay_anthropic_upstream(call: Call, usage: Usage, first, first_payload, events):
     to_openai = None if call.anthropic_client else translate.AnthropicStreamToOpenAI(
         model=call.alias, include_usage=call.client_wants_usage)
+    scanner = call.guard.stream_scanner()
     event_type, data, payload = first[0], first[1], first_payload
     while True:
         if event_type == "error":
             raise StreamCut()
-        if payload is None and (to_openai or call.response_text is not None
+        if payload is None and (to_openai or scanner or call.response_text is not None
                                 or event_type in ("message_start", "message_delta")):
             payload = orjson.loads(data)
+        if scanner is not None:  # before translation, so every direction is scanned once
+            for held_type, held in scanner.anthropic_event(event_type or "", payload):
+                if call.response_text is not None:
+                    call.response_text.append(held["delta"]["text"])
+                if to_openai:
+                    for chunk in to_openai.feed(held_type, held):
+                        yield _openai_sse(chunk)
+                else:
+                    yield _anthropic_sse(held_type, held)
+            data = orjson.dumps(payload)
         if call.response_text is not None and event_type == "content_block_delta":
             call.response_text.append((payload.get("delta") or {}).get("text", ""))
         if event_type == "message_start":

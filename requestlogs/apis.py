@@ -15,7 +15,7 @@ class RequestLogOutput(serializers.ModelSerializer):
         fields = [
             "id", "created_at", "request_id", "team_id", "key_id", "key_last_four", "end_user", "client_ip", "endpoint",
             "alias", "deployment", "upstream_model", "provider_kind", "status", "error_code", "stream", "prompt_tokens",
-            "completion_tokens", "cost_usd", "latency_ms", "ttft_ms", "attempts", "guardrail", "logging_level",
+            "completion_tokens", "cost_usd", "latency_ms", "ttft_ms", "attempts", "guardrail", "routing", "logging_level",
             "request_text", "response_text",
         ]
 

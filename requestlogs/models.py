@@ -31,6 +31,8 @@ class RequestLog(OrgOwnedModel):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     guardrail = models.JSONField(default=dict, blank=True, help_text="Categories and counts found, never values.")
+    routing = models.JSONField(
+        default=dict, blank=True, help_text="Why this deployment served: eligible, excluded (with reasons) and chosen.")
     logging_level = models.CharField(max_length=10, choices=LoggingLevel.choices, default=LoggingLevel.METADATA)
     request_text = models.TextField(null=True, blank=True)
     response_text = models.TextField(null=True, blank=True)

@@ -51,7 +51,7 @@ EXPORT_COLUMNS = (
     Column("prompt_tokens", ColumnKind.INT), Column("completion_tokens", ColumnKind.INT),
     Column("cost_usd", ColumnKind.DECIMAL, precision=18, scale=9), Column("latency_ms", ColumnKind.INT),
     Column("ttft_ms", ColumnKind.INT), Column("attempts", ColumnKind.INT), Column("guardrail", ColumnKind.JSON),
-    Column("logging_level"), Column("request_text"), Column("response_text"),
+    Column("routing", ColumnKind.JSON), Column("logging_level"), Column("request_text"), Column("response_text"),
 )
 
 

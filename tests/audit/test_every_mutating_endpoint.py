@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
@@ -21,6 +22,7 @@ from rest_framework.test import APIClient
 from accounts.services import admin_token_create
 from audit.models import AuditEvent
 from keys import services as key_services
+from keys.models import VirtualKey
 from tenants.checks import org_owned_models
 from tenants.context import org_context
 from tenants.models import Membership, Org, Role
@@ -124,6 +126,22 @@ def _route(deployment: str) -> list[dict]:
     return [{"deployment": deployment}]
 
 
+def _budget(world: World):
+    from spend.services import budget_create
+
+    with org_context(world.org.id):
+        return budget_create(org=world.org, actor=SYSTEM, scope="team", team=world.objects["team"], period="daily",
+                             amount_usd=10)
+
+
+def _rate_limit(world: World):
+    from spend.services import rate_limit_create
+
+    with org_context(world.org.id):
+        return rate_limit_create(org=world.org, actor=SYSTEM, scope="key", key=world.objects["key"],
+                                 requests_per_minute=60)
+
+
 CASES: dict[tuple[str, str], Callable[[World], Case]] = {
     ("org-list", "POST"): lambda w: Case(
         "/api/v1/orgs/", {"slug": f"new-{uuid.uuid4().hex[:8]}", "name": "New", "owner_email": "boss@new.example"},
@@ -194,7 +212,60 @@ CASES: dict[tuple[str, str], Callable[[World], Case]] = {
     ("virtual-key-detail", "DELETE"): lambda w: Case(w.url("keys", w.objects["key"].id), bad_path=w.url("keys", uuid.uuid4())),
     ("virtual-key-rotate", "POST"): lambda w: Case(w.url("keys", w.objects["key"].id, "rotate"), {"grace_seconds": 60},
                                                    bad_body={"grace_seconds": -1}),
+    ("budget-list", "POST"): lambda w: Case(w.url("budgets"), {"scope": "org", "amount_usd": "100", "period": "monthly"},
+                                            bad_body={"scope": "org", "amount_usd": "-1", "period": "monthly"}),
+    ("budget-detail", "PATCH"): lambda w: Case(w.url("budgets", _budget(w).id), {"amount_usd": "50"},
+                                               bad_body={"period": "hourly"}),
+    ("budget-detail", "DELETE"): lambda w: Case(w.url("budgets", _budget(w).id), bad_path=w.url("budgets", uuid.uuid4())),
+    ("rate-limit-list", "POST"): lambda w: Case(
+        w.url("rate-limits"), {"scope": "team", "team_id": str(w.objects["team"].id), "max_concurrent": 5},
+        bad_body={"scope": "key", "key_id": str(uuid.uuid4()), "max_concurrent": 5}),
+    ("rate-limit-detail", "PATCH"): lambda w: Case(w.url("rate-limits", _rate_limit(w).id), {"max_concurrent": 5},
+                                                   bad_body={"max_concurrent": 0}),
+    ("rate-limit-detail", "DELETE"): lambda w: Case(w.url("rate-limits", _rate_limit(w).id),
+                                                    bad_path=w.url("rate-limits", uuid.uuid4())),
+    ("virtual-key-detail", "PATCH"): lambda w: Case(w.url("keys", w.objects["key"].id), {"rotation_days": 30},
+                                                    bad_body={"rotation_days": 0}),
+    ("virtual-key-reveal-successor", "POST"): lambda w: _successor_pending(w) or Case(
+        w.url("keys", w.objects["key"].id, "reveal-successor"), bad_path=w.url("keys", uuid.uuid4(), "reveal-successor"),
+    ),
+    ("privacy-request-list", "POST"): lambda w: Case(
+        w.url("privacy-requests"), {"kind": "access", "subject_kind": "end_user", "subject_value": "alice"},
+        bad_body={"kind": "access", "subject_kind": "end_user", "subject_value": ""},
+    ),
+    ("guardrail-policy", "PATCH"): lambda w: Case(w.url("guardrails", "policy"), {"actions": {"email": "redact"}},
+                                                  bad_body={"actions": {"email": "explode"}}),
+    ("team-guardrails", "PATCH"): lambda w: Case(w.url("guardrails", "teams", w.objects["team"].id), {"handles_phi": True},
+                                                 bad_body={"approved_aliases": ["missing"]}),
+    ("key-guardrails", "PATCH"): lambda w: Case(w.url("guardrails", "keys", w.objects["key"].id), {"handles_phi": True},
+                                                bad_body={"actions": {"credit_score": "block"}}),
+    ("custom-detector-list", "POST"): lambda w: Case(
+        w.url("guardrails", "detectors"), {"name": "order-id", "pattern": "ORD-\\d{6}"},
+        bad_body={"name": "order-id", "pattern": "ORD-(\\d+"},
+    ),
+    ("custom-detector-detail", "PATCH"): lambda w: Case(
+        w.url("guardrails", "detectors", _custom_detector(w).id), {"pattern": "ORD-\\d{8}"}, bad_body={"pattern": "(a+)+$"},
+    ),
+    ("custom-detector-detail", "DELETE"): lambda w: Case(
+        w.url("guardrails", "detectors", _custom_detector(w).id), bad_path=w.url("guardrails", "detectors", uuid.uuid4()),
+    ),
 }
+
+
+def _custom_detector(world: World):
+    from guardrails.services import custom_detector_create
+
+    with org_context(world.org.id):
+        return custom_detector_create(org=world.org, name="ticket", pattern="TCK-\\d{5}", actor=SYSTEM)
+
+
+def _successor_pending(world: World) -> None:
+    """A scheduled rotation of the world's key, so that there is a new secret to reveal."""
+    key = world.objects["key"]
+    with org_context(world.org.id):
+        key_services.virtual_key_rotation_schedule(org=world.org, key=key, rotation_days=1, actor=SYSTEM)
+        VirtualKey.objects.filter(id=key.id).update(next_rotation_at=timezone.now())
+        key_services.virtual_key_rotate_scheduled(org=world.org, key=key, grace_seconds=60, actor=SYSTEM)
 
 
 def _owner_membership_id(world: World):

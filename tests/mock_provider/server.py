@@ -37,6 +37,7 @@ Behaviour grammar
                 | "hang"                 never answer; the request ends when the client disconnects
                 | "fail-" K "-then-ok"   the first K requests of a scenario fail with 500, later ones succeed;
                                          the scenario is the "x-mock-scenario" header, else the model name
+                | "say-" HEX             the reply text is HEX decoded as UTF-8 (instead of the greeting)
     Behaviours come from the model name "mock-<behaviours>" (e.g. "mock-slow-100+chunks-5") and from the
     header "x-mock-behavior: <behaviours>"; header tokens override model tokens of the same kind. A model
     name whose suffix is not a valid behaviour list (e.g. "mock-gpt") is an ordinary model name, while an
@@ -123,6 +124,14 @@ class Behavior:
     cut_after: int | None = None
     hang: bool = False
     fail_first: int = 0
+    say: str | None = None
+
+
+def _say(match: re.Match) -> dict[str, Any]:
+    try:
+        return {"say": bytes.fromhex(match[1]).decode("utf-8")}
+    except UnicodeDecodeError as error:
+        raise ValueError(f"say- must be hex of UTF-8 text: {error}") from None
 
 
 def _error_status(match: re.Match) -> dict[str, Any]:
@@ -148,6 +157,7 @@ BEHAVIOR_TOKENS = (
     (re.compile(r"cut-(\d+)"), lambda match: {"cut_after": int(match[1])}),
     (re.compile(r"hang"), lambda match: {"hang": True}),
     (re.compile(r"fail-(\d+)-then-ok"), lambda match: {"fail_first": int(match[1])}),
+    (re.compile(r"say-((?:[0-9a-f]{2})+)"), _say),
 )
 
 
@@ -458,7 +468,7 @@ class Reply:
         return word_count(self.text if self.text is not None else self.tool_arguments)
 
 
-def build_reply(model: str, messages: list, tools: Any, system: Any, min_text_length: int) -> Reply:
+def build_reply(model: str, messages: list, tools: Any, system: Any, min_text_length: int, say: str | None = None) -> Reply:
     """min_text_length pads the text with filler words so a stream can be split into that many chunks."""
     prompt_tokens = prompt_word_count(messages, system)
     if wants_tool_call(messages, tools):
@@ -467,7 +477,7 @@ def build_reply(model: str, messages: list, tools: Any, system: Any, min_text_le
         schema = function.get("parameters", function.get("input_schema"))
         arguments = json.dumps(sample_arguments(schema))
         return Reply(None, function.get("name", "tool"), arguments, prompt_tokens)
-    text = f"Hello from mock {model}! You said: {last_user_text(messages)[:QUOTED_USER_TEXT_CHARS]}"
+    text = say if say is not None else f"Hello from mock {model}! You said: {last_user_text(messages)[:QUOTED_USER_TEXT_CHARS]}"
     filler = itertools.cycle(FILLER_WORDS)
     while len(text) < min_text_length:
         text += " " + next(filler)
@@ -823,7 +833,7 @@ class MockProviderApp:
         model = model or "unknown"
         stream = body.get("stream") is True
         reply = build_reply(model, messages, body.get("tools"), body.get("system"),
-                            min_text_length=behavior.chunks if stream else 0)
+                            min_text_length=behavior.chunks if stream else 0, say=behavior.say)
         if not stream:
             if route.flavor == ANTHROPIC:
                 payload = anthropic_message(reply, model, response_id)

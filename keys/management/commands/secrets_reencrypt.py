@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.actors import Actor
 from keys.crypto import DecryptionFailed, current_key_id
-from keys.services import credentials_reencrypt
+from keys.services import credentials_reencrypt, virtual_key_sealed_secrets_reencrypt
 from sso.services import sso_client_secret_reencrypt
 from tenants.context import org_context
 from tenants.models import Org
@@ -30,6 +30,7 @@ class Command(BaseCommand):
                 with org_context(target.id):
                     count = credentials_reencrypt(org=target, actor=actor)
                     count += sso_client_secret_reencrypt(org=target, actor=actor)
+                    count += virtual_key_sealed_secrets_reencrypt(org=target, actor=actor)
             except DecryptionFailed as exc:
                 raise CommandError(f"{target.slug}: {exc}; nothing in this org was changed.") from None
             total += count
