@@ -46,6 +46,8 @@ class RequestLog(OrgOwnedModel):
                 fields=["created_at"], name="requestlog_text_time",
                 condition=models.Q(request_text__isnull=False) | models.Q(response_text__isnull=False),
             ),
+            # Data-subject requests find an end user's rows without scanning the org's.
+            models.Index(fields=["org", "end_user"], name="requestlog_org_end_user", condition=~models.Q(end_user="")),
         ]
 
 

@@ -1,5 +1,8 @@
 """An org wired to the mock provider through the services, with budgets and rate limits made the same way."""
+import contextlib
 import dataclasses
+import socket
+import threading
 import uuid
 from decimal import Decimal
 
@@ -86,3 +89,53 @@ def spend_counters_forget() -> int:
 
 def request_id() -> str:
     return f"test-{uuid.uuid4().hex}"
+
+
+class TcpRelay:
+    """A TCP forwarder to a real server that the test can cut and restore: while cut, the server seems gone."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.cut_off = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.cut_off:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for each in (source, sink):
+            with contextlib.suppress(OSError):
+                each.close()
+
+    def cut(self) -> None:
+        self.cut_off = True
+        sockets, self.sockets = self.sockets, []
+        for each in sockets:
+            with contextlib.suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+                each.close()
+
+    def restore(self) -> None:
+        self.cut_off = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()

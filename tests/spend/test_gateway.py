@@ -19,7 +19,7 @@ from tenants.context import org_context
 from tenants.models import Role
 from tenants.services import org_update
 from tests.conftest import SYSTEM
-from tests.spend.conftest import gateway_start, spend_counters_forget
+from tests.spend.conftest import TcpRelay, gateway_start, spend_counters_forget
 
 pytestmark = pytest.mark.timeout(120)
 HI = [{"role": "user", "content": "Hi"}]
@@ -228,3 +228,29 @@ def test_the_request_log_and_the_ledger_agree_on_cost(gateway_url, spend_org):
             break
         time.sleep(0.1)
     assert logged == Decimal(row.cost_microusd).scaleb(-6)
+
+
+def test_without_postgresql_a_counter_that_needs_rebuilding_fails_closed(test_database_url, spend_org, tmp_path):
+    from urllib.parse import urlsplit, urlunsplit
+
+    database = urlsplit(test_database_url)
+    relay = TcpRelay(database.hostname, database.port or 5432)
+    relayed_url = urlunsplit(database._replace(netloc=f"{database.netloc.rsplit('@', 1)[0]}@127.0.0.1:{relay.port}"))
+    budget(spend_org, amount_microusd=10_000)
+    server, url = gateway_start(relayed_url, workers=1, log_path=tmp_path / "gunicorn.log")
+    try:
+        assert chat(url, spend_org.secret).status_code == 200  # caches the key, routes and budgets
+        time.sleep(1)  # the ledger row is written
+        relay.cut()
+        spend_counters_forget()
+        response = chat(url, spend_org.secret)
+        assert response.status_code == 503 and error_code(response) == "gateway_unavailable"
+        assert "rebuild budget counters" in response.json()["error"]["message"]
+        relay.restore()
+        statuses = [chat(url, spend_org.secret).status_code for _ in range(10)]
+        assert statuses[-1] == 200, statuses  # back once PostgreSQL is (a broken pooled connection fails once)
+    finally:
+        relay.restore()  # so that the gateway's exit flush does not wait for a connection
+        server.terminate()
+        server.wait(timeout=30)
+        relay.close()
