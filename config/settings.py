@@ -275,6 +275,7 @@ CELERY_BEAT_SCHEDULE = {
     "secrets-reencrypt": {"task": "keys.tasks.secrets_reencrypt_all_orgs", "schedule": crontab(hour=2, minute=45)},
     "privacy-requests-check": {"task": "privacy.tasks.data_subject_requests_check_all_orgs", "schedule": 300.0},
     "privacy-archives-expire": {"task": "privacy.tasks.data_subject_archives_expire_all_orgs", "schedule": 3600.0},
+    "spend-reservations-expire": {"task": "spend.tasks.spend_reservations_expire", "schedule": 60.0},
 }
 
 LOGGING = {

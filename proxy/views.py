@@ -44,6 +44,7 @@ from tenants.models import LoggingLevel
 
 VALIDATORS = {"chat": chat_request_validate, "messages": messages_request_validate, "embeddings": embeddings_request_validate}
 MAX_UPSTREAM_MESSAGE = 300
+STREAMED_KEPT_MAX_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -64,7 +65,8 @@ class Call:
     generation: int = 0
     end_user: str = ""
     reservation: Reservation | None = None  # held against budgets and rate limits until settled
-    streamed: list[bytes] | None = None  # the provider's SSE data, counted when it sends no usage
+    streamed: list[bytes] | None = None  # the provider's latest SSE data, counted when it sends no usage
+    streamed_tokens: int = 0  # the text of earlier SSE data, already counted to bound memory
     cooling: set[str] = dataclasses.field(default_factory=set)
     logging_level: str = LoggingLevel.METADATA
     attempts: int = 0
@@ -337,8 +339,8 @@ def _cost(route: Route, usage: Usage, endpoint: str) -> float:
 
 def _usage_settle(call: Call, route: Route, usage: Usage, error_code: str) -> None:
     """Charges the request's budgets; a stream cut before its usage is charged for the prompt and the text streamed."""
-    if call.stream and not usage.completion_tokens and call.streamed:
-        usage.completion_tokens = streamed_text_tokens(call.streamed, anthropic=route.speaks_anthropic)
+    if call.stream and not usage.completion_tokens and call.streamed is not None:
+        usage.completion_tokens = call.streamed_tokens + streamed_text_tokens(call.streamed, anthropic=route.speaks_anthropic)
     if not usage.prompt_tokens:  # the provider sent no usage: the count made before the call stands in
         usage.prompt_tokens = call.reservation.prompt_tokens
     spend_settle(call.reservation, route=route, prompt_tokens=usage.prompt_tokens,
@@ -510,7 +512,7 @@ def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_pa
     usage = Usage()
     status, error_code = 200, ""
     finished = False
-    events = _streamed_kept(call, first, events)
+    events = _streamed_kept(call, route, first, events)
     if route.speaks_anthropic:
         relay = _relay_anthropic_upstream(call, usage, first, first_payload, events)
     else:
@@ -535,11 +537,16 @@ def _relay(call: Call, route: Route, response: UpstreamResponse, first, first_pa
         _observe(call, route, status, usage, error_code=error_code)
 
 
-def _streamed_kept(call: Call, first, events):
-    """Keeps what the provider streamed (held-back text included): a cut stream is charged for all of it."""
-    call.streamed = [first[1]]
+def _streamed_kept(call: Call, route: Route, first, events):
+    """Keeps what the provider streamed (held-back text included): a cut stream is charged for all of it.
+    Past STREAMED_KEPT_MAX_BYTES the kept events are counted and dropped, so a long stream stays small."""
+    call.streamed, kept_bytes = [first[1]], len(first[1])
     for event in events:
         call.streamed.append(event[1])
+        kept_bytes += len(event[1])
+        if kept_bytes > STREAMED_KEPT_MAX_BYTES:
+            call.streamed_tokens += streamed_text_tokens(call.streamed, anthropic=route.speaks_anthropic)
+            call.streamed, kept_bytes = [], 0
         yield event
 
 

@@ -37,8 +37,9 @@ from proxy.errors import ProxyError
 from proxy.routing import Route
 from proxy.tokens import chat_prompt_tokens, embedding_input_tokens, other_provider_tokens_estimate
 from spend import ledger, pricing
-from spend.models import Budget, BudgetScope, RateLimit, SpendEntry, SpendStatus
+from spend.models import END_USER_MAX_LENGTH, Budget, BudgetScope, RateLimit, SpendEntry, SpendStatus
 from spend.periods import period_bounds
+from spend.tasks import budget_soft_limit_alert_record
 from tenants.context import org_context
 from tenants.models import Org
 
@@ -46,21 +47,25 @@ logger = logging.getLogger(__name__)
 
 MAX_CACHED_ORGS = 10_000
 WINDOW_SECONDS = 60  # fixed one-minute windows for requests and tokens per minute
-# A concurrency slot is freed when its request ends; the lease only bounds what a crashed process leaks.
-CONCURRENCY_LEASE_MS = 15 * 60 * 1000
+# A reservation and a concurrency slot are freed when their request ends; the lease only bounds what a
+# crashed process leaks: `reservations_expire` (beat) gives back reservations older than this.
+LEASE_MS = 15 * 60 * 1000
+REAP_BATCH = 500
 REBUILD_LOCK_SECONDS = 10
 REBUILD_WAIT_SECONDS = 0.02
 REBUILD_ATTEMPTS = 250
 # Counters outlive their period a little, so that a late settle still finds them.
 COUNTER_GRACE_SECONDS = 7 * 24 * 3600
 
-# KEYS: the budget counters, then the rate-limit counters.
-# ARGV: now_ms, budget count, cost to reserve (µUSD), tokens to reserve, window ttl_ms, concurrency lease ms, request id,
+# KEYS: the budget counters, then the rate-limit counters, then the open-reservation index and data.
+# ARGV: now_ms, budget count, cost to reserve (µUSD), tokens to reserve, window ttl_ms, lease ms, reservation token,
 #       the limit of each budget, then (kind, limit) per rate limit.
 # Answers {"ok"}, {"missing", i...} (counters to rebuild first), {"budget", i, used} or {"limit", j, 0}.
 RESERVE_SCRIPT = """
 local now, budgets, cost, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local window_ttl, lease, member = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local open_index, open_data = KEYS[#KEYS - 1], KEYS[#KEYS]
+local limits = #KEYS - 2 - budgets
 local missing = {"missing"}
 for i = 1, budgets do
   if redis.call("EXISTS", KEYS[i]) == 0 then missing[#missing + 1] = i end
@@ -72,7 +77,7 @@ for i = 1, budgets do
   if used + cost > tonumber(ARGV[7 + i]) then return {"budget", i, tostring(used)} end
 end
 local a = 8 + budgets
-for j = 1, #KEYS - budgets do
+for j = 1, limits do
   local key, kind, limit = KEYS[budgets + j], ARGV[a], tonumber(ARGV[a + 1])
   local used, amount = 0, 1
   if kind == "concurrent" then
@@ -86,8 +91,12 @@ for j = 1, #KEYS - budgets do
   a = a + 2
 end
 for i = 1, budgets do redis.call("HINCRBY", KEYS[i], "reserved", cost) end
+if budgets > 0 then
+  redis.call("ZADD", open_index, now + lease, member)
+  redis.call("HSET", open_data, member, cost .. " " .. table.concat(KEYS, " ", 1, budgets))
+end
 a = 8 + budgets
-for j = 1, #KEYS - budgets do
+for j = 1, limits do
   local key, kind = KEYS[budgets + j], ARGV[a]
   if kind == "concurrent" then
     redis.call("ZADD", key, now + lease, member)
@@ -101,18 +110,23 @@ end
 return {"ok"}
 """
 
-# KEYS: the budget counters, their soft-limit flags, then the rate-limit counters to give back (tpm, concurrent).
-# ARGV: budget count, reserved (µUSD), cost (µUSD), request id, token correction,
+# KEYS: the budget counters, their soft-limit flags, the rate-limit counters to give back (tpm, concurrent),
+#       then the open-reservation index and data.
+# ARGV: budget count, reserved (µUSD), cost (µUSD), reservation token, token correction,
 #       then (soft limit or -1, flag ttl seconds) per budget, then the kind of each rate-limit counter.
 # A counter that vanished (Redis lost its data) is left to the rebuild from the ledger.
 # Answers (1-based index, settled) of each budget whose soft limit this settle crossed first in the period.
 SETTLE_SCRIPT = """
 local budgets, reserved, cost, member, correction = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local open_index, open_data = KEYS[#KEYS - 1], KEYS[#KEYS]
+-- A reservation whose lease ran out was already given back by reservations_expire: charge the cost only.
+local still_open = budgets > 0 and redis.call("ZREM", open_index, member) == 1
+if still_open then redis.call("HDEL", open_data, member) end
 local crossed = {}
 for i = 1, budgets do
   local key = KEYS[i]
   if redis.call("EXISTS", key) == 1 then
-    if tonumber(redis.call("HINCRBY", key, "reserved", -tonumber(reserved))) < 0 then
+    if still_open and tonumber(redis.call("HINCRBY", key, "reserved", -tonumber(reserved))) < 0 then
       redis.call("HSET", key, "reserved", 0)
     end
     local settled = tonumber(redis.call("HINCRBY", key, "settled", cost))
@@ -126,7 +140,7 @@ for i = 1, budgets do
   end
 end
 local a = 6 + 2 * budgets
-for j = 2 * budgets + 1, #KEYS do
+for j = 2 * budgets + 1, #KEYS - 2 do
   if ARGV[a] == "concurrent" then
     redis.call("ZREM", KEYS[j], member)
   elseif redis.call("EXISTS", KEYS[j]) == 1 then
@@ -135,6 +149,28 @@ for j = 2 * budgets + 1, #KEYS do
   a = a + 1
 end
 return crossed
+"""
+
+# KEYS: the open-reservation index and data. ARGV: now_ms, batch size.
+# Gives back the reservations whose lease ran out (their process died before settling); answers how many.
+# The counters' names come from the data, not KEYS: fine on a single Redis, which is what Gatehouse uses.
+EXPIRE_SCRIPT = """
+local expired = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
+for _, member in ipairs(expired) do
+  local data = redis.call("HGET", KEYS[2], member)
+  if data then
+    local cost, counter = nil, nil
+    for word in string.gmatch(data, "%S+") do
+      if cost == nil then cost = tonumber(word)
+      elseif redis.call("EXISTS", word) == 1 then
+        if tonumber(redis.call("HINCRBY", word, "reserved", -cost)) < 0 then redis.call("HSET", word, "reserved", 0) end
+      end
+    end
+  end
+  redis.call("ZREM", KEYS[1], member)
+  redis.call("HDEL", KEYS[2], member)
+end
+return #expired
 """
 
 
@@ -200,6 +236,7 @@ class Reservation:
     team_id: uuid.UUID
     key_id: uuid.UUID
     request_id: str
+    token: str  # unique per reservation (request ids may come from clients)
     endpoint: str
     alias: str
     end_user: str
@@ -256,6 +293,21 @@ def org_spend_policy(org_id: uuid.UUID, *, generation: int) -> OrgSpendPolicy:
 
 def spend_key_prefix() -> str:
     return f"gatehouse:{settings.DATABASES['default']['NAME']}:spend"
+
+
+def _open_reservation_keys() -> list[str]:
+    return [f"{spend_key_prefix()}:open", f"{spend_key_prefix()}:open:data"]
+
+
+def reservations_expire(*, now_ms: int | None = None) -> int:
+    """Gives back reservations held longer than the lease (a process died mid-request); returns how many."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    expired = 0
+    while True:
+        batch = _script(EXPIRE_SCRIPT)(keys=_open_reservation_keys(), args=[now_ms, REAP_BATCH])
+        expired += batch
+        if batch < REAP_BATCH:
+            return expired
 
 
 def budget_counter_key(budget_id: str, end_user: str, period_start: datetime.datetime) -> str:
@@ -324,9 +376,6 @@ def _worst_case(candidates: list[Route], endpoint: str, body: dict, prompt_token
 
 def prompt_tokens_count(endpoint: str, body: dict) -> int:
     return embedding_input_tokens(body.get("input")) if endpoint == "embeddings" else chat_prompt_tokens(body)
-
-
-END_USER_MAX_LENGTH = 256
 
 
 def request_end_user(header: str | None, body: dict) -> str:
@@ -433,11 +482,13 @@ def spend_reserve(*, grant: KeyGrant, generation: int, request_id: str, endpoint
     now = timezone.now()
     budgets = _budget_holds(policy, grant, end_user, now)
     prompt_tokens = prompt_tokens_count(endpoint, body)
-    # An unpriced deployment is refused where a budget applies: a cap that cannot be computed is never skipped.
+    # An unpriced deployment is refused unless the org opted in: a cost that cannot be computed is never skipped,
+    # whether or not a budget applies yet (one added later must not find untracked spend).
     worst_cost, worst_tokens = _worst_case(candidates, endpoint, body, prompt_tokens, anthropic_client=anthropic_client,
-                                           allow_unpriced=policy.allow_unpriced_models or not budgets)
+                                           allow_unpriced=policy.allow_unpriced_models)
     reservation = Reservation(
-        org_id=grant.org_id, team_id=grant.team_id, key_id=grant.key_id, request_id=request_id, endpoint=endpoint,
+        org_id=grant.org_id, team_id=grant.team_id, key_id=grant.key_id, request_id=request_id,
+        token=uuid.uuid4().hex, endpoint=endpoint,
         alias=alias, end_user=end_user, created_at=now, prompt_tokens=prompt_tokens, reserved_tokens=worst_tokens,
         reserved_microusd=worst_cost, budgets=budgets,
         limits=_limit_holds(policy, grant, int(now.timestamp()) // WINDOW_SECONDS),
@@ -445,8 +496,9 @@ def spend_reserve(*, grant: KeyGrant, generation: int, request_id: str, endpoint
     if not reservation.budgets and not reservation.limits:
         return reservation
     keys = [hold.counter_key for hold in reservation.budgets] + [hold.counter_key for hold in reservation.limits]
+    keys += _open_reservation_keys()
     args: list = [int(now.timestamp() * 1000), len(reservation.budgets), worst_cost, worst_tokens,
-                  2 * WINDOW_SECONDS * 1000, CONCURRENCY_LEASE_MS, request_id]
+                  2 * WINDOW_SECONDS * 1000, LEASE_MS, reservation.token]
     args += [hold.rule.amount_microusd for hold in reservation.budgets]
     for hold in reservation.limits:
         args += [hold.kind, hold.limit]
@@ -481,8 +533,9 @@ def spend_settle(reservation: Reservation, *, route: Route | None, prompt_tokens
         keys += [hold.counter_key + ":soft" for hold in reservation.budgets]
         returned = [hold for hold in reservation.limits if hold.kind != "rpm"]  # a request stays counted
         keys += [hold.counter_key for hold in returned]
+        keys += _open_reservation_keys()
         correction = prompt_tokens + completion_tokens - reservation.reserved_tokens
-        args: list = [len(reservation.budgets), reservation.reserved_microusd, cost, reservation.request_id, correction]
+        args: list = [len(reservation.budgets), reservation.reserved_microusd, cost, reservation.token, correction]
         for hold in reservation.budgets:
             soft = hold.rule.soft_limit_microusd
             args += [-1 if soft is None else soft, _counter_ttl_seconds(hold, now) or COUNTER_GRACE_SECONDS]
@@ -503,9 +556,11 @@ def spend_settle(reservation: Reservation, *, route: Route | None, prompt_tokens
     })
     for index, settled in zip(crossed[::2], crossed[1::2]):
         hold = reservation.budgets[int(index) - 1]
-        ledger.soft_limit_alert_append({"org_id": reservation.org_id, "budget_id": hold.rule.budget_id,
-                                        "end_user": hold.end_user, "period_start": hold.period_start,
-                                        "spent_microusd": int(settled)})
+        try:
+            budget_soft_limit_alert_record.delay(str(reservation.org_id), hold.rule.budget_id, hold.end_user,
+                                                 hold.period_start.isoformat(), int(settled))
+        except Exception:  # the broker is Redis, which just answered; an alert must never fail the request
+            logger.exception("queueing the soft-limit alert of budget %s failed", hold.rule.budget_id)
     return cost
 
 

@@ -9,6 +9,9 @@ from tenants.models import Team
 from tenants.scoping import OrgOwnedModel
 
 
+END_USER_MAX_LENGTH = 256
+
+
 class BudgetScope(models.TextChoices):
     KEY = "key", "Virtual key"
     TEAM = "team", "Team"
@@ -33,7 +36,7 @@ class Budget(OrgOwnedModel):
     scope = models.CharField(max_length=10, choices=BudgetScope.choices)
     key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    end_user = models.CharField(max_length=256, blank=True)
+    end_user = models.CharField(max_length=END_USER_MAX_LENGTH, blank=True)
     amount_microusd = models.BigIntegerField()
     soft_limit_microusd = models.BigIntegerField(null=True, blank=True)
     period = models.CharField(max_length=10, choices=BudgetPeriod.choices)
@@ -101,7 +104,7 @@ class SpendEntry(OrgOwnedModel):
     request_id = models.CharField(max_length=128)
     team_id = models.UUIDField(null=True, blank=True)
     key_id = models.UUIDField(null=True, blank=True)
-    end_user = models.CharField(max_length=256, blank=True)
+    end_user = models.CharField(max_length=END_USER_MAX_LENGTH, blank=True)
     endpoint = models.CharField(max_length=16)
     alias = models.CharField(max_length=200, blank=True)
     deployment = models.CharField(max_length=50, blank=True)

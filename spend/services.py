@@ -15,8 +15,7 @@ from config.errors import Conflict, ValidationFailed
 from keys.models import VirtualKey
 from keys.services import field_changes
 from proxy.cache import gateway_cache_invalidate
-from spend.gate import END_USER_MAX_LENGTH
-from spend.models import Budget, BudgetPeriod, BudgetScope, RateLimit, RateLimitScope
+from spend.models import END_USER_MAX_LENGTH, Budget, BudgetPeriod, BudgetScope, RateLimit, RateLimitScope
 from spend.pricing import microusd_to_usd, usd_to_microusd
 from tenants.context import org_context
 from tenants.models import Org, Team

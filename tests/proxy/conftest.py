@@ -151,7 +151,8 @@ def wired(committed, provider, settings) -> WiredOrg:
             )
         deployments["refused"] = key_services.deployment_create(
             org=org, actor=SYSTEM, name="refused", provider_kind="openai", base_url="http://127.0.0.1:9/v1",
-            upstream_model="mock-gpt", credential=credentials["openai"],
+            upstream_model="mock-gpt", credential=credentials["openai"], price_input_per_mtok=Decimal(1),
+            price_output_per_mtok=Decimal(2),
         )
         for alias, chain in ALIASES.items():
             key_services.alias_create(org=org, name=alias, actor=SYSTEM, routes=[

@@ -51,6 +51,7 @@ def spend_org(committed, provider, settings) -> SpendOrg:  # noqa: F811
             "claude": ("anthropic", "", "mock-claude", anthropic, PRICES),
             "cut": ("openai", "/v1", "mock-cut-6+chunks-20", openai, PRICES),
             "cut-claude": ("anthropic", "", "mock-cut-8+chunks-20", anthropic, PRICES),
+            "cut-long": ("openai", "/v1", "mock-cut-1500+chunks-2000", openai, PRICES),
             "slow": ("openai", "/v1", "mock-slow-1500", openai, PRICES),
             "broken": ("openai", "/v1", "mock-error-500", openai, PRICES),
             "free": ("openai", "/v1", "mock-gpt", openai, {}),

@@ -1,4 +1,5 @@
 """The reservation scripts against the real Redis, and the gate in-process: soft-limit alerts, rebuilds."""
+import time
 import uuid
 from decimal import Decimal
 
@@ -21,18 +22,22 @@ from tests.conftest import SYSTEM
 from tests.spend.conftest import request_id, spend_counters_forget
 from tests.tenants.test_webhooks import Receiver
 
-def reserve_eval(keys: list[str], amount: int, limits: list[int]):
-    return redis_client().eval(gate.RESERVE_SCRIPT, len(keys), *keys, 0, len(keys), amount, 0, 1000, 1000, "r", *limits)
+OPEN_KEYS = [f"gatehouse:test:spend-open:{uuid.uuid4().hex}", f"gatehouse:test:spend-open-data:{uuid.uuid4().hex}"]
 
 
-def reserve(keys: list[str], limit: int, amount: int) -> str:
-    return reserve_eval(keys, amount, [limit] * len(keys))[0].decode()
+def reserve_eval(keys: list[str], amount: int, limits: list[int], member: str = "r", now_ms: int = 0):
+    return redis_client().eval(gate.RESERVE_SCRIPT, len(keys) + 2, *keys, *OPEN_KEYS, now_ms, len(keys), amount, 0, 1000,
+                               1000, member, *limits)
 
 
-def settle(keys: list[str], reserved: int, cost: int) -> None:
+def reserve(keys: list[str], limit: int, amount: int, member: str = "r") -> str:
+    return reserve_eval(keys, amount, [limit] * len(keys), member)[0].decode()
+
+
+def settle(keys: list[str], reserved: int, cost: int, member: str = "r") -> None:
     flags = [key + ":soft" for key in keys]
-    redis_client().eval(gate.SETTLE_SCRIPT, 2 * len(keys), *keys, *flags, len(keys), reserved, cost, "r", 0,
-                        *[-1, 60] * len(keys))
+    redis_client().eval(gate.SETTLE_SCRIPT, 2 * len(keys) + 2, *keys, *flags, *OPEN_KEYS, len(keys), reserved, cost,
+                        member, 0, *[-1, 60] * len(keys))
 
 
 def counters(keys: list[str]) -> list[tuple[int, int]]:
@@ -52,21 +57,21 @@ def test_reservations_never_exceed_the_cap_and_settle_to_the_actual_cost(limit, 
         redis_client().hset(key, mapping={"settled": 0, "reserved": 0})
     try:
         held, charged = [], 0
-        for amount, fraction in requests:
+        for number, (amount, fraction) in enumerate(requests):
             scaled = amount * limit // 10**9 + 1  # amounts from tiny to above the cap
-            used = charged + sum(reserved for reserved, _ in held)
-            accepted = reserve(keys, limit, scaled) == "ok"
+            used = charged + sum(reserved for reserved, _, _ in held)
+            accepted = reserve(keys, limit, scaled, member=str(number)) == "ok"
             assert accepted == (used + scaled <= limit)  # exactly the rule, no rounding drift
             if accepted:
-                held.append((scaled, int(scaled * fraction)))
+                held.append((scaled, int(scaled * fraction), str(number)))
             for settled, reserved in counters(keys):
                 assert settled + reserved <= limit
             if held and settle_order.random() < 0.5:
-                reserved, cost = held.pop(settle_order.randrange(len(held)))
-                settle(keys, reserved, cost)
+                reserved, cost, member = held.pop(settle_order.randrange(len(held)))
+                settle(keys, reserved, cost, member)
                 charged += cost
-        for reserved, cost in held:
-            settle(keys, reserved, cost)
+        for reserved, cost, member in held:
+            settle(keys, reserved, cost, member)
             charged += cost
         assert counters(keys) == [(charged, 0)] * budgets
     finally:
@@ -94,6 +99,38 @@ def test_a_missing_counter_is_reported_for_rebuild_before_anything_is_reserved()
         assert counters([present]) == [(0, 0)]
     finally:
         redis_client().delete(present, missing)
+
+
+def test_an_expired_lease_gives_the_reservation_back_and_a_late_settle_charges_only_the_cost():
+    keys = [f"gatehouse:test:spend-lease:{uuid.uuid4().hex}" for _ in range(2)]
+    for key in keys:
+        redis_client().hset(key, mapping={"settled": 0, "reserved": 0})
+    try:
+        assert reserve_eval(keys, 70, [100, 100], member="crashed", now_ms=1_000)[0] == b"ok"
+        assert reserve_eval(keys, 20, [100, 100], member="alive", now_ms=2_000_000)[0] == b"ok"
+        assert reserve(keys, 100, 20, member="third") == "budget"  # 90 of 100 held
+        expire = redis_client().register_script(gate.EXPIRE_SCRIPT)
+        assert expire(keys=OPEN_KEYS, args=[1_000 + gate.LEASE_MS, 100]) == 1  # only the crashed one's lease ran out
+        assert counters(keys) == [(0, 20)] * 2
+        settle(keys, 70, 5, member="crashed")  # the process was only slow: its cost counts, its hold is gone already
+        settle(keys, 20, 15, member="alive")
+        assert counters(keys) == [(20, 0)] * 2
+        assert redis_client().zcard(OPEN_KEYS[0]) == 0 and redis_client().hlen(OPEN_KEYS[1]) == 0
+    finally:
+        redis_client().delete(*keys, *OPEN_KEYS)
+
+
+def test_reservations_expire_reaps_only_this_installations_expired_leases(spend_org, manual_ledger):
+    with org_context(spend_org.org.id):
+        services.budget_create(org=spend_org.org, actor=SYSTEM, scope="org", period="none", amount_usd=Decimal("0.00003"))
+    reservation, route = _reserve(spend_org)
+    assert gate.reservations_expire() == 0  # still inside its lease
+    with pytest.raises(ProxyError):
+        _reserve(spend_org)
+    assert gate.reservations_expire(now_ms=int(time.time() * 1000) + gate.LEASE_MS + 1) >= 1
+    again, _ = _reserve(spend_org)  # the crashed holder's amount is free again
+    gate.spend_settle(again, route=route, prompt_tokens=9, completion_tokens=10)
+    gate.spend_settle(reservation, route=route, prompt_tokens=0, completion_tokens=0)
 
 
 # In-process: the gate with the org's real grant and routes ------------------------------------
