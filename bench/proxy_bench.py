@@ -80,6 +80,18 @@ def start(command: list[str], env: dict, ready_url: str) -> subprocess.Popen:
     raise RuntimeError(f"{command[0]} did not start")
 
 
+def mock_and_gateway_start(env: dict, *, workers: int, mock_port: int, gateway_port: int):
+    """The mock provider and a gunicorn gateway as `make web` runs it, both answering."""
+    mock = start([sys.executable, "-m", "tests.mock_provider.server", "--port", str(mock_port)], env,
+                 f"http://127.0.0.1:{mock_port}/v1/models")
+    gateway = start(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--worker-class", "gevent", "--workers", str(workers),
+         "--worker-connections", "2000", "--bind", f"127.0.0.1:{gateway_port}", "--keep-alive", "75"],
+        env, f"http://127.0.0.1:{gateway_port}/healthz",
+    )
+    return mock, gateway
+
+
 def gateway_processes(master: subprocess.Popen) -> list[psutil.Process]:
     parent = psutil.Process(master.pid)
     return [parent, *parent.children(recursive=True)]
@@ -121,13 +133,7 @@ def main() -> None:
 
     secret = wire_bench_org()
     env = {**os.environ, "GATEHOUSE_UPSTREAM_ALLOWLIST": "127.0.0.1/32", "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp()}
-    mock = start([sys.executable, "-m", "tests.mock_provider.server", "--port", str(MOCK_PORT)], env,
-                 f"http://127.0.0.1:{MOCK_PORT}/v1/models")
-    gateway = start(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--worker-class", "gevent", "--workers", str(args.workers),
-         "--worker-connections", "2000", "--bind", f"127.0.0.1:{GATEWAY_PORT}", "--keep-alive", "75"],
-        env, f"http://127.0.0.1:{GATEWAY_PORT}/healthz",
-    )
+    mock, gateway = mock_and_gateway_start(env, workers=args.workers, mock_port=MOCK_PORT, gateway_port=GATEWAY_PORT)
     direct = f"http://127.0.0.1:{MOCK_PORT}/v1/chat/completions"
     through = f"http://127.0.0.1:{GATEWAY_PORT}/v1/chat/completions"
     auth = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}

@@ -12,12 +12,11 @@ requests served), at concurrency 1 and 32, non-streamed.
 import argparse
 import json
 import os
-import sys
 import tempfile
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
-from bench.proxy_bench import BASE_DIR, USER, cpu_seconds, gateway_processes, load, start
+from bench.proxy_bench import BASE_DIR, USER, cpu_seconds, gateway_processes, load, mock_and_gateway_start
 
 MOCK_PORT, GATEWAY_PORT = 18411, 18410
 BIG = Decimal(1_000_000)
@@ -97,13 +96,7 @@ def main() -> None:
     plain_secret, budgeted_secret = wire_orgs()
     env = {**os.environ, **database_env, "GATEHOUSE_UPSTREAM_ALLOWLIST": "127.0.0.1/32",
            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp()}
-    mock = start([sys.executable, "-m", "tests.mock_provider.server", "--port", str(MOCK_PORT)], env,
-                 f"http://127.0.0.1:{MOCK_PORT}/v1/models")
-    gateway = start(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--worker-class", "gevent", "--workers", str(args.workers),
-         "--worker-connections", "2000", "--bind", f"127.0.0.1:{GATEWAY_PORT}", "--keep-alive", "75"],
-        env, f"http://127.0.0.1:{GATEWAY_PORT}/healthz",
-    )
+    mock, gateway = mock_and_gateway_start(env, workers=args.workers, mock_port=MOCK_PORT, gateway_port=GATEWAY_PORT)
     url = f"http://127.0.0.1:{GATEWAY_PORT}/v1/chat/completions"
     body = {"model": "bench-gpt", "messages": USER, "max_tokens": 64, "user": "end-user-1"}
     results = {"workers": args.workers, "cores": os.cpu_count(), "runs": []}

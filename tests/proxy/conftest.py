@@ -9,6 +9,8 @@ import sys
 import time
 import uuid
 
+import anthropic
+import openai
 import pytest
 import requests
 
@@ -162,3 +164,12 @@ def wired(committed, provider, settings) -> WiredOrg:
         _, narrow = key_services.virtual_key_create(
             org=org, team=team, name="narrow", allowed_aliases=["gpt"], expires_at=None, metadata={}, actor=SYSTEM)
     return WiredOrg(org=org, team=team, key=secret, key_id=key.id, narrow_key=narrow, deployments=deployments)
+
+@pytest.fixture
+def oa(gateway_url, wired):
+    return openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=wired.key, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def an(gateway_url, wired):
+    return anthropic.Anthropic(base_url=gateway_url, api_key=wired.key, max_retries=0, timeout=30)

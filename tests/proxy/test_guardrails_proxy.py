@@ -22,14 +22,6 @@ EMAIL = "jane.doe@example.com"
 SSN_TEXT = "My SSN is 123-45-6789"
 
 
-@pytest.fixture
-def oa(gateway_url, wired):
-    return openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=wired.key, max_retries=0, timeout=30)
-
-
-@pytest.fixture
-def an(gateway_url, wired):
-    return anthropic.Anthropic(base_url=gateway_url, api_key=wired.key, max_retries=0, timeout=30)
 
 
 def org_policy(wired, actions: dict) -> None:

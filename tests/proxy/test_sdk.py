@@ -1,5 +1,4 @@
 """The proxy driven by the official OpenAI and Anthropic SDKs against a live gateway."""
-import anthropic
 import openai
 import pytest
 
@@ -10,14 +9,6 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "descrip
                                                                 "required": ["city"]}}}
 
 
-@pytest.fixture
-def oa(gateway_url, wired):
-    return openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=wired.key, max_retries=0, timeout=30)
-
-
-@pytest.fixture
-def an(gateway_url, wired):
-    return anthropic.Anthropic(base_url=gateway_url, api_key=wired.key, max_retries=0, timeout=30)
 
 
 def test_openai_chat_to_openai_deployment(oa, provider):
