@@ -22,6 +22,8 @@ REQUEST_ONLY_CATEGORIES = frozenset({"prompt_injection"})
 # The longest value a stream must still catch when it arrives split across chunks; text is
 # sent on only once it is this far behind the newest character.
 STREAM_LOOK_BEHIND_CHARS = 64
+# Text is released once this many characters beyond the look-behind have arrived, scanned in one go.
+STREAM_RELEASE_CHARS = 48
 # A value still growing past this many characters is released anyway, so that the buffer stays bounded.
 STREAM_MAX_HELD_CHARS = 4096
 MAX_CACHED_POLICIES = 50_000
@@ -267,6 +269,10 @@ class StreamScanner:
     def feed(self, index: int, text: str) -> str:
         """The text that may go to the client now (possibly empty)."""
         held = self.held.get(index, "") + text
+        if len(held) < STREAM_LOOK_BEHIND_CHARS + STREAM_RELEASE_CHARS:
+            # A scan costs about as much for 4 characters as for 100: text goes on in runs, not per token.
+            self.held[index] = held
+            return ""
         findings = self._scan(index, held)
         cut = len(held) - STREAM_LOOK_BEHIND_CHARS
         for finding in findings:

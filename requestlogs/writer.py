@@ -9,7 +9,7 @@ from django.db import connection
 
 from guardrails.redaction import text_redact
 from requestlogs.models import RequestLog
-from tenants.buffers import OrgRowBuffer
+from tenants.buffers import OrgRowBuffer, org_rows_insert
 from tenants.context import org_context
 from tenants.models import LoggingLevel
 
@@ -50,7 +50,7 @@ def _daily_usage(org_id, rows: list[dict]) -> list[tuple]:
 
 def _write(org_id, rows: list[dict]) -> None:
     with org_context(org_id):
-        RequestLog.objects.bulk_create([RequestLog(org_id=org_id, **_redacted(dict(row))) for row in rows])
+        org_rows_insert(RequestLog, org_id, [_redacted(dict(row)) for row in rows])
         with connection.cursor() as cursor:
             cursor.executemany(DAILY_USAGE_UPSERT, _daily_usage(org_id, rows))
 

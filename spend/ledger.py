@@ -2,13 +2,13 @@
 appends a dict (no I/O) and the buffer writes one bulk insert per org. The counters in Redis already
 hold a row's amount while it waits; a counter rebuild flushes this process's rows first."""
 from spend.models import SpendEntry
-from tenants.buffers import OrgRowBuffer
+from tenants.buffers import OrgRowBuffer, org_rows_insert
 from tenants.context import org_context
 
 
 def _write(org_id, rows: list[dict]) -> None:
     with org_context(org_id):
-        SpendEntry.objects.bulk_create([SpendEntry(org_id=org_id, **row) for row in rows])
+        org_rows_insert(SpendEntry, org_id, rows)
 
 
 spend_ledger_buffer = OrgRowBuffer("spend-ledger", _write)

@@ -25,18 +25,18 @@ from tests.tenants.test_webhooks import Receiver
 OPEN_KEYS = [f"gatehouse:test:spend-open:{uuid.uuid4().hex}", f"gatehouse:test:spend-open-data:{uuid.uuid4().hex}"]
 
 
-def reserve_eval(keys: list[str], amount: int, limits: list[int], member: str = "r", now_ms: int = 0):
-    return redis_client().eval(gate.RESERVE_SCRIPT, len(keys) + 2, *keys, *OPEN_KEYS, now_ms, len(keys), amount, 0, 1000,
+def reserve_eval(keys: list[str], amount: int, limits: list[int], member: str = "r", now_ms: int = 0, open_keys=OPEN_KEYS):
+    return redis_client().eval(gate.RESERVE_SCRIPT, len(keys) + 2, *keys, *open_keys, now_ms, len(keys), amount, 0, 1000,
                                1000, member, *limits)
 
 
-def reserve(keys: list[str], limit: int, amount: int, member: str = "r") -> str:
-    return reserve_eval(keys, amount, [limit] * len(keys), member)[0].decode()
+def reserve(keys: list[str], limit: int, amount: int, member: str = "r", open_keys=OPEN_KEYS) -> str:
+    return reserve_eval(keys, amount, [limit] * len(keys), member, open_keys=open_keys)[0].decode()
 
 
-def settle(keys: list[str], reserved: int, cost: int, member: str = "r") -> None:
+def settle(keys: list[str], reserved: int, cost: int, member: str = "r", open_keys=OPEN_KEYS) -> None:
     flags = [key + ":soft" for key in keys]
-    redis_client().eval(gate.SETTLE_SCRIPT, 2 * len(keys) + 2, *keys, *flags, *OPEN_KEYS, len(keys), reserved, cost,
+    redis_client().eval(gate.SETTLE_SCRIPT, 2 * len(keys) + 2, *keys, *flags, *open_keys, len(keys), reserved, cost,
                         member, 0, *[-1, 60] * len(keys))
 
 
@@ -103,21 +103,22 @@ def test_a_missing_counter_is_reported_for_rebuild_before_anything_is_reserved()
 
 def test_an_expired_lease_gives_the_reservation_back_and_a_late_settle_charges_only_the_cost():
     keys = [f"gatehouse:test:spend-lease:{uuid.uuid4().hex}" for _ in range(2)]
+    open_keys = [f"gatehouse:test:spend-lease-open:{uuid.uuid4().hex}" for _ in range(2)]
     for key in keys:
         redis_client().hset(key, mapping={"settled": 0, "reserved": 0})
     try:
-        assert reserve_eval(keys, 70, [100, 100], member="crashed", now_ms=1_000)[0] == b"ok"
-        assert reserve_eval(keys, 20, [100, 100], member="alive", now_ms=2_000_000)[0] == b"ok"
-        assert reserve(keys, 100, 20, member="third") == "budget"  # 90 of 100 held
+        assert reserve_eval(keys, 70, [100, 100], member="crashed", now_ms=1_000, open_keys=open_keys)[0] == b"ok"
+        assert reserve_eval(keys, 20, [100, 100], member="alive", now_ms=2_000_000, open_keys=open_keys)[0] == b"ok"
+        assert reserve(keys, 100, 20, member="third", open_keys=open_keys) == "budget"  # 90 of 100 held
         expire = redis_client().register_script(gate.EXPIRE_SCRIPT)
-        assert expire(keys=OPEN_KEYS, args=[1_000 + gate.LEASE_MS, 100]) == 1  # only the crashed one's lease ran out
+        assert expire(keys=open_keys, args=[1_000 + gate.LEASE_MS, 100]) == 1  # only the crashed one's lease ran out
         assert counters(keys) == [(0, 20)] * 2
-        settle(keys, 70, 5, member="crashed")  # the process was only slow: its cost counts, its hold is gone already
-        settle(keys, 20, 15, member="alive")
+        settle(keys, 70, 5, member="crashed", open_keys=open_keys)  # the process was only slow: its cost counts, its hold is gone already
+        settle(keys, 20, 15, member="alive", open_keys=open_keys)
         assert counters(keys) == [(20, 0)] * 2
-        assert redis_client().zcard(OPEN_KEYS[0]) == 0 and redis_client().hlen(OPEN_KEYS[1]) == 0
+        assert redis_client().zcard(open_keys[0]) == 0 and redis_client().hlen(open_keys[1]) == 0
     finally:
-        redis_client().delete(*keys, *OPEN_KEYS)
+        redis_client().delete(*keys, *open_keys)
 
 
 def test_reservations_expire_reaps_only_this_installations_expired_leases(spend_org, manual_ledger):

@@ -120,7 +120,7 @@ def test_a_long_cut_stream_is_charged_for_all_its_text_though_the_gateway_keeps_
     streamed = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
                        for line in response.text.splitlines() if line.startswith("data: {\"id\""))
     [row] = ledger_rows(spend_org.org, expected=1)
-    assert len(streamed) >= 1400
+    assert len(streamed) >= 1300  # all but what a guardrail still held back when the stream broke
     # Split words at the 64 KB folds count a few tokens more; text a guardrail held back was streamed to the gateway.
     assert text_tokens(streamed) - 5 <= row.completion_tokens <= text_tokens(streamed) + 40
 
