@@ -38,7 +38,7 @@ from proxy.upstream import (
 from proxy.validation import chat_request_validate, embeddings_request_validate, messages_request_validate
 from requestlogs.tracing import request_span_record
 from requestlogs.writer import request_log_append
-from spend.gate import Reservation, request_end_user, spend_reserve, spend_settle
+from spend.gate import Reservation, request_end_user, spend_prompt_tokens, spend_reserve, spend_settle
 from spend.pricing import cost_microusd
 from tenants.models import LoggingLevel
 
@@ -341,8 +341,8 @@ def _usage_settle(call: Call, route: Route, usage: Usage, error_code: str) -> No
     """Charges the request's budgets; a stream cut before its usage is charged for the prompt and the text streamed."""
     if call.stream and not usage.completion_tokens and call.streamed is not None:
         usage.completion_tokens = call.streamed_tokens + streamed_text_tokens(call.streamed, anthropic=route.speaks_anthropic)
-    if not usage.prompt_tokens:  # the provider sent no usage: the count made before the call stands in
-        usage.prompt_tokens = call.reservation.prompt_tokens
+    if not usage.prompt_tokens:  # the provider sent no usage: the gateway's own count stands in
+        usage.prompt_tokens = spend_prompt_tokens(call.reservation, call.body)
     spend_settle(call.reservation, route=route, prompt_tokens=usage.prompt_tokens,
                  completion_tokens=usage.completion_tokens, error_code=error_code)
 

@@ -241,7 +241,7 @@ class Reservation:
     alias: str
     end_user: str
     created_at: datetime.datetime
-    prompt_tokens: int
+    prompt_tokens: int | None  # counted before the call; None when no budget or limit needed it
     reserved_tokens: int
     reserved_microusd: int
     budgets: tuple[BudgetHold, ...]
@@ -357,16 +357,25 @@ def _limit_holds(policy: OrgSpendPolicy, grant: KeyGrant, window: int) -> tuple[
     return tuple(holds)
 
 
-def _worst_case(candidates: list[Route], endpoint: str, body: dict, prompt_tokens: int, *,
-                anthropic_client: bool, allow_unpriced: bool) -> tuple[int, int]:
-    """(µUSD, tokens): the most any candidate deployment could cost and produce."""
-    worst_cost = worst_tokens = 0
+def _unpriced_refuse(candidates: list[Route], endpoint: str, *, allow_unpriced: bool) -> None:
+    # A cost that cannot be computed is never skipped, whether or not a budget applies yet (one added
+    # later must not find untracked spend): refused unless the org opted in.
+    if allow_unpriced:
+        return
     for route in candidates:
-        if pricing.route_unpriced(route, endpoint) and not allow_unpriced:
+        if pricing.route_unpriced(route, endpoint):
             raise ProxyError(
                 400, f"Deployment '{route.deployment_name}' has no price, so this request's cost cannot be checked "
                      "against its budgets; an admin must price it or allow unpriced models for the org.",
                 code="model_unpriced", param="model")
+
+
+def _worst_case(candidates: list[Route], endpoint: str, body: dict, prompt_tokens: int, *,
+                anthropic_client: bool, allow_unpriced: bool) -> tuple[int, int]:
+    """(µUSD, tokens): the most any candidate deployment could cost and produce."""
+    _unpriced_refuse(candidates, endpoint, allow_unpriced=allow_unpriced)
+    worst_cost = worst_tokens = 0
+    for route in candidates:
         tokens = other_provider_tokens_estimate(prompt_tokens) if route.speaks_anthropic else prompt_tokens
         output = pricing.max_output_tokens(route, endpoint, body, anthropic_client=anthropic_client)
         worst_cost = max(worst_cost, pricing.cost_microusd(route, endpoint, tokens, output))
@@ -376,6 +385,13 @@ def _worst_case(candidates: list[Route], endpoint: str, body: dict, prompt_token
 
 def prompt_tokens_count(endpoint: str, body: dict) -> int:
     return embedding_input_tokens(body.get("input")) if endpoint == "embeddings" else chat_prompt_tokens(body)
+
+
+def spend_prompt_tokens(reservation: Reservation, body: dict) -> int:
+    """The prompt's tokens as counted before the call (now, if nothing needed them then)."""
+    if reservation.prompt_tokens is None:
+        reservation.prompt_tokens = prompt_tokens_count(reservation.endpoint, body)
+    return reservation.prompt_tokens
 
 
 def request_end_user(header: str | None, body: dict) -> str:
@@ -481,20 +497,22 @@ def spend_reserve(*, grant: KeyGrant, generation: int, request_id: str, endpoint
     policy = org_spend_policy(grant.org_id, generation=generation)
     now = timezone.now()
     budgets = _budget_holds(policy, grant, end_user, now)
+    limits = _limit_holds(policy, grant, int(now.timestamp()) // WINDOW_SECONDS)
+    if not budgets and not limits:
+        # Nothing to hold: the prompt is counted only if the provider's answer lacks usage (spend_prompt_tokens).
+        _unpriced_refuse(candidates, endpoint, allow_unpriced=policy.allow_unpriced_models)
+        return Reservation(org_id=grant.org_id, team_id=grant.team_id, key_id=grant.key_id, request_id=request_id,
+                           token="", endpoint=endpoint, alias=alias, end_user=end_user, created_at=now,
+                           prompt_tokens=None, reserved_tokens=0, reserved_microusd=0, budgets=(), limits=())
     prompt_tokens = prompt_tokens_count(endpoint, body)
-    # An unpriced deployment is refused unless the org opted in: a cost that cannot be computed is never skipped,
-    # whether or not a budget applies yet (one added later must not find untracked spend).
     worst_cost, worst_tokens = _worst_case(candidates, endpoint, body, prompt_tokens, anthropic_client=anthropic_client,
                                            allow_unpriced=policy.allow_unpriced_models)
     reservation = Reservation(
         org_id=grant.org_id, team_id=grant.team_id, key_id=grant.key_id, request_id=request_id,
         token=uuid.uuid4().hex, endpoint=endpoint,
         alias=alias, end_user=end_user, created_at=now, prompt_tokens=prompt_tokens, reserved_tokens=worst_tokens,
-        reserved_microusd=worst_cost, budgets=budgets,
-        limits=_limit_holds(policy, grant, int(now.timestamp()) // WINDOW_SECONDS),
+        reserved_microusd=worst_cost, budgets=budgets, limits=limits,
     )
-    if not reservation.budgets and not reservation.limits:
-        return reservation
     keys = [hold.counter_key for hold in reservation.budgets] + [hold.counter_key for hold in reservation.limits]
     keys += _open_reservation_keys()
     args: list = [int(now.timestamp() * 1000), len(reservation.budgets), worst_cost, worst_tokens,

@@ -125,6 +125,17 @@ def test_a_long_cut_stream_is_charged_for_all_its_text_though_the_gateway_keeps_
     assert text_tokens(streamed) - 5 <= row.completion_tokens <= text_tokens(streamed) + 40
 
 
+def test_without_budgets_a_cut_stream_is_still_charged_for_a_prompt_counted_after_the_fact(gateway_url, spend_org):
+    body = {"model": "cut", "messages": [{"role": "user", "content": "Tell me a long story about the sea"}],
+            "max_tokens": 500, "stream": True}
+    response = requests.post(f"{gateway_url}/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {spend_org.secret}"}, timeout=30)
+    assert response.status_code == 200 and b"upstream_stream_cut" in response.content
+    [row] = ledger_rows(spend_org.org, expected=1)
+    assert row.reserved_microusd == 0  # nothing applied, so nothing was held
+    assert row.prompt_tokens > 0 and row.completion_tokens > 0 and row.cost_microusd > 0
+
+
 def test_a_failed_call_releases_its_whole_reservation(gateway_url, spend_org):
     key_budget = budget(spend_org, amount_microusd=1_000)
     response = chat(gateway_url, spend_org.secret, "broken")
