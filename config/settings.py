@@ -45,6 +45,9 @@ GATEHOUSE_DSR_DUE_DAYS = env_int("GATEHOUSE_DSR_DUE_DAYS", 30)
 GATEHOUSE_DSR_ARCHIVE_DAYS = env_int("GATEHOUSE_DSR_ARCHIVE_DAYS", 7)
 GATEHOUSE_DSR_BATCH_ROWS = env_int("GATEHOUSE_DSR_BATCH_ROWS", 1000)
 GATEHOUSE_DSR_BATCH_PAUSE_SECONDS = float(env_str("GATEHOUSE_DSR_BATCH_PAUSE_SECONDS", "0"))
+# An erasure's second pass, this long after the first, catches request-log and ledger rows that web processes
+# still held in their write buffers (written every 0.5 s) when the first pass ran.
+GATEHOUSE_DSR_LATE_ROWS_SECONDS = float(env_str("GATEHOUSE_DSR_LATE_ROWS_SECONDS", "2"))
 GATEHOUSE_DSR_STALL_SECONDS = env_int("GATEHOUSE_DSR_STALL_SECONDS", 600)
 # Scheduled virtual-key rotation keeps the previous secret valid this long (docs/operations.md).
 GATEHOUSE_KEY_ROTATION_GRACE_SECONDS = env_int("GATEHOUSE_KEY_ROTATION_GRACE_SECONDS", 24 * 3600)

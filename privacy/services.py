@@ -164,6 +164,9 @@ def data_subject_request_run(*, org: Org, request_id, actor: Actor) -> DataSubje
     if request.kind == RequestKind.ACCESS:
         return _access_complete(org=org, request_id=request_id, actor=actor)
     _erasure_batches_run(org=org, request_id=request_id)
+    if settings.GATEHOUSE_DSR_LATE_ROWS_SECONDS:
+        time.sleep(settings.GATEHOUSE_DSR_LATE_ROWS_SECONDS)
+        _erasure_batches_run(org=org, request_id=request_id)  # rows still buffered during the first pass
     return _erasure_complete(org=org, request_id=request_id, actor=actor)
 
 
