@@ -6,6 +6,8 @@ import orjson
 import requests
 from celery import shared_task
 
+from config.errors import ValidationFailed
+from keys.ssrf import base_url_validate
 from tenants.models import Org
 from tenants.webhooks import webhook_signature
 
@@ -31,6 +33,11 @@ def webhook_deliver(self, org_id: str, message: dict) -> int | None:
     """POSTs one signed message; retried with backoff on a connection error or a 5xx/429 answer."""
     url = Org.objects.filter(id=org_id).values_list("webhook_url", flat=True).first()
     if not url:
+        return None
+    try:
+        base_url_validate(url, field="webhook_url")  # again now: the name may resolve elsewhere than at save time
+    except ValidationFailed as refused:
+        logger.warning("webhook %s for org %s not sent: %s", message["id"], org_id, refused.message)
         return None
     body = orjson.dumps(message)
     response = requests.post(url, data=body, timeout=WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False, headers={

@@ -4,7 +4,8 @@ limits, scheduled key rotations, overdue data-subject requests.
 Deliveries run in a Celery task after the transaction that caused them commits, never on a request
 path. The body is JSON; `X-Gatehouse-Signature: sha256=<hex>` is an HMAC-SHA256 of the body under the
 org's signing secret (`org_webhook_signing_secret`), which an admin reads from the management API.
-A payload never carries a secret or a prompt: callers pass ids, names and figures only.
+A payload never carries a secret or a prompt: callers pass ids, names and figures only. The URL passes the
+same SSRF check as provider base URLs when it is saved and again before each delivery.
 """
 import hashlib
 import hmac

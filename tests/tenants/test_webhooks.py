@@ -129,6 +129,16 @@ def test_server_errors_are_retried_and_client_errors_are_not(org_a, receiver):
     assert len(refusing.received) == 1
 
 
+def test_a_url_that_now_points_inside_is_not_called(org_a, receiver, settings):
+    org, _ = org_a
+    hook = receiver()
+    org.webhook_url = hook.url
+    org.save(update_fields=["webhook_url"])
+    settings.GATEHOUSE_UPSTREAM_ALLOWLIST = []  # as if the host had re-resolved to a private address since it was saved
+    assert webhook_deliver.run(str(org.id), {"id": "d-5", "event": "x", "data": {}}) is None
+    assert hook.received == []
+
+
 def test_no_url_means_no_delivery(org_a):
     org, _ = org_a
     assert webhook_deliver.run(str(org.id), {"id": "d-4", "event": "x", "data": {}}) is None
