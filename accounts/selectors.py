@@ -8,12 +8,11 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import AdminToken, UserSession
 from accounts.session_store import AUTH_METHOD_KEY, AUTH_SSO_ORG_KEY
-from config.errors import NotFound
 from keys.secrets import secret_hash, secret_matches
 from sso.selectors import sso_password_login_refused
 from tenants.context import secret_hash_context
 from tenants.models import Membership, Role
-from tenants.selectors import memberships_of_user_dangerously_unscoped, uuid_or_not_found
+from tenants.selectors import memberships_of_user_dangerously_unscoped, object_by_id_or_not_found
 
 AUTH_METHOD_PASSWORD = "password"
 AUTH_METHOD_SSO = "sso"
@@ -39,10 +38,7 @@ def admin_token_list(*, org, user=None):
 
 
 def admin_token_get(*, org, token_id, user=None) -> AdminToken:
-    token = admin_token_list(org=org, user=user).filter(id=uuid_or_not_found(token_id, "Token")).first()
-    if token is None:
-        raise NotFound("Token not found.")
-    return token
+    return object_by_id_or_not_found(admin_token_list(org=org, user=user), token_id, "Token")
 
 
 def invite_path_for(user) -> str | None:

@@ -3,12 +3,11 @@ import uuid
 
 from django.db.models import Q, QuerySet
 
-from config.errors import NotFound
 from guardrails.detection import CATEGORIES, CUSTOM_CATEGORY_PREFIX
 from guardrails.models import CustomDetector, GuardrailAction, GuardrailPolicy
 from keys.models import VirtualKey
 from tenants.models import Org, Team
-from tenants.selectors import uuid_or_not_found
+from tenants.selectors import object_by_id_or_not_found
 
 STRICTNESS = {GuardrailAction.ALLOW: 0, GuardrailAction.FLAG: 1, GuardrailAction.REDACT: 2, GuardrailAction.BLOCK: 3}
 # What an org gets before it configures anything: credentials never leave the gateway, and
@@ -49,10 +48,7 @@ def custom_detector_names(*, org: Org) -> set[str]:
 
 
 def custom_detector_get(*, org: Org, detector_id) -> CustomDetector:
-    detector = custom_detector_list(org=org).filter(id=uuid_or_not_found(detector_id, "Custom detector")).first()
-    if detector is None:
-        raise NotFound("Custom detector not found.")
-    return detector
+    return object_by_id_or_not_found(custom_detector_list(org=org), detector_id, "Custom detector")
 
 
 def custom_patterns_of_org(*, org_id: uuid.UUID) -> list[tuple[str, str]]:

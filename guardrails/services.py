@@ -7,7 +7,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.actors import Actor
-from audit.services import audit_event_record
 from config.errors import Conflict, ValidationFailed
 from guardrails import selectors
 from guardrails.detection import (
@@ -20,7 +19,7 @@ from guardrails.detection import (
 from guardrails.models import CustomDetector, GuardrailAction, GuardrailPolicy
 from keys import selectors as key_selectors
 from keys.models import VirtualKey
-from proxy.cache import gateway_cache_invalidate
+from proxy.cache import gateway_change_record
 from tenants.models import Org, Team
 
 MAX_ORG_PATTERNS = 20
@@ -28,11 +27,6 @@ MAX_CUSTOM_DETECTORS = 50
 UNSET = object()
 # A suspicious instruction cannot be cut out of a prompt meaningfully: it is flagged or blocked.
 ACTIONS_NOT_OFFERED = {"prompt_injection": frozenset({GuardrailAction.REDACT})}
-
-
-def _change_record(*, org: Org, actor: Actor, action: str, target, changes: dict) -> None:
-    audit_event_record(org_id=org.id, actor=actor, action=action, target=target, changes=changes)
-    transaction.on_commit(gateway_cache_invalidate)
 
 
 def actions_validate(*, org: Org, actions) -> dict[str, str]:
@@ -80,7 +74,7 @@ def _policy_save(*, org: Org, actor: Actor, team: Team | None, key: VirtualKey |
         policy.updated_at = timezone.now()
         policy.save()
         scope = "key" if key else "team" if team else "org"
-        _change_record(org=org, actor=actor, action=f"guardrail_policy.{scope}_update", target=key or team or policy,
+        gateway_change_record(org=org, actor=actor, action=f"guardrail_policy.{scope}_update", target=key or team or policy,
                        changes=changes)
     return policy
 
@@ -127,7 +121,7 @@ def team_guardrails_update(*, org: Org, team: Team, actor: Actor, actions=UNSET,
         for name, value in fields.items():
             setattr(team, name, value)
         team.save(update_fields=list(changes))
-        _change_record(org=org, actor=actor, action="team.compliance_update", target=team, changes=changes)
+        gateway_change_record(org=org, actor=actor, action="team.compliance_update", target=team, changes=changes)
     return team
 
 
@@ -141,7 +135,7 @@ def key_guardrails_update(*, org: Org, key: VirtualKey, actor: Actor, actions=UN
         changes = {"handles_phi": [key.handles_phi, bool(handles_phi)]}
         key.handles_phi = bool(handles_phi)
         key.save(update_fields=["handles_phi"])
-        _change_record(org=org, actor=actor, action="virtual_key.compliance_update", target=key, changes=changes)
+        gateway_change_record(org=org, actor=actor, action="virtual_key.compliance_update", target=key, changes=changes)
     return key
 
 
@@ -164,7 +158,7 @@ def custom_detector_create(*, org: Org, name: str, pattern: str, actor: Actor) -
     if selectors.custom_detector_list(org=org).count() >= MAX_CUSTOM_DETECTORS:
         raise ValidationFailed(f"An org has at most {MAX_CUSTOM_DETECTORS} custom detectors.")
     detector = CustomDetector.objects.create(org=org, name=name, pattern=pattern)
-    _change_record(org=org, actor=actor, action="custom_detector.create", target=detector,
+    gateway_change_record(org=org, actor=actor, action="custom_detector.create", target=detector,
                    changes={"name": [None, name], "pattern": [None, pattern]})
     return detector
 
@@ -177,7 +171,7 @@ def custom_detector_update(*, org: Org, detector: CustomDetector, actor: Actor, 
         changes = {"pattern": [detector.pattern, pattern]}
         detector.pattern, detector.updated_at = pattern, timezone.now()
         detector.save(update_fields=["pattern", "updated_at"])
-        _change_record(org=org, actor=actor, action="custom_detector.update", target=detector, changes=changes)
+        gateway_change_record(org=org, actor=actor, action="custom_detector.update", target=detector, changes=changes)
     return detector
 
 
@@ -188,6 +182,6 @@ def custom_detector_delete(*, org: Org, detector: CustomDetector, actor: Actor) 
     for policy in GuardrailPolicy.objects.filter(org=org, actions__has_key=category):
         policy.actions = {name: action for name, action in policy.actions.items() if name != category}
         policy.save(update_fields=["actions"])
-    _change_record(org=org, actor=actor, action="custom_detector.delete", target=detector,
+    gateway_change_record(org=org, actor=actor, action="custom_detector.delete", target=detector,
                    changes={"name": [detector.name, None], "pattern": [detector.pattern, None]})
     detector.delete()

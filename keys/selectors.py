@@ -11,14 +11,7 @@ from config.errors import NotFound
 from keys.models import Deployment, ModelAlias, ProviderCredential, VirtualKey
 from sso.models import SsoConnection
 from tenants.models import Org
-from tenants.selectors import uuid_or_not_found
-
-
-def _get_by_id(queryset: QuerySet, object_id, what: str):
-    found = queryset.filter(id=uuid_or_not_found(object_id, what)).first()
-    if found is None:
-        raise NotFound(f"{what} not found.")
-    return found
+from tenants.selectors import object_by_id_or_not_found
 
 
 def _get_by_ref(queryset: QuerySet, ref: str, what: str):
@@ -37,7 +30,7 @@ def credential_list(*, org: Org) -> QuerySet[ProviderCredential]:
 
 
 def credential_get(*, org: Org, credential_id) -> ProviderCredential:
-    return _get_by_id(credential_list(org=org), credential_id, "Credential")
+    return object_by_id_or_not_found(credential_list(org=org), credential_id, "Credential")
 
 
 def credential_get_by_ref(*, org: Org, ref: str) -> ProviderCredential:
@@ -49,7 +42,7 @@ def deployment_list(*, org: Org) -> QuerySet[Deployment]:
 
 
 def deployment_get(*, org: Org, deployment_id) -> Deployment:
-    return _get_by_id(deployment_list(org=org), deployment_id, "Deployment")
+    return object_by_id_or_not_found(deployment_list(org=org), deployment_id, "Deployment")
 
 
 def deployment_get_by_ref(*, org: Org, ref: str) -> Deployment:
@@ -61,7 +54,7 @@ def alias_list(*, org: Org) -> QuerySet[ModelAlias]:
 
 
 def alias_get(*, org: Org, alias_id) -> ModelAlias:
-    return _get_by_id(alias_list(org=org), alias_id, "Alias")
+    return object_by_id_or_not_found(alias_list(org=org), alias_id, "Alias")
 
 
 def alias_names(*, org: Org) -> set[str]:
@@ -73,7 +66,7 @@ def virtual_key_list(*, org: Org) -> QuerySet[VirtualKey]:
 
 
 def virtual_key_get(*, org: Org, key_id) -> VirtualKey:
-    return _get_by_id(virtual_key_list(org=org), key_id, "Key")
+    return object_by_id_or_not_found(virtual_key_list(org=org), key_id, "Key")
 
 
 def secrets_due_for_rotation(*, org: Org, now: datetime.datetime | None = None) -> list[dict]:

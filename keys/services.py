@@ -35,7 +35,7 @@ from keys.models import (
 )
 from keys.secrets import secret_generate, secret_hash
 from keys.ssrf import base_url_validate
-from proxy.cache import gateway_cache_invalidate
+from proxy.cache import gateway_change_record
 from tenants.models import DataRegion, LoggingLevel, Org, Team, slug_validator
 from tenants.webhooks import org_webhook_notify
 
@@ -54,13 +54,6 @@ METADATA_MAX_BYTES = 2048
 API_KEY_MAX_LENGTH = 4096
 PRICE_FIELDS = ("price_input_per_mtok", "price_output_per_mtok", "price_embedding_per_mtok")
 price_validator = DecimalValidator(max_digits=12, decimal_places=6)
-
-
-def _change_record(*, org: Org, actor: Actor, action: str, target: models.Model, changes: dict | None = None) -> None:
-    """Audits a change in the transaction that makes it and, since the proxy caches all of these objects,
-    makes every gateway process reload them once the transaction commits."""
-    audit_event_record(org_id=org.id, actor=actor, action=action, target=target, changes=changes)
-    transaction.on_commit(gateway_cache_invalidate)
 
 
 def _jsonable(value):
@@ -157,7 +150,7 @@ def credential_create(*, org: Org, name: str, provider_kind: str, api_key: str, 
     credential = ProviderCredential(id=uuid.uuid4(), org=org, name=name, provider_kind=provider_kind)
     _credential_seal(credential, api_key)
     _save_unique_name(credential, what="A credential", force_insert=True)
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="credential.create", target=credential,
         changes={"name": [None, name], "provider_kind": [None, provider_kind]},
     )
@@ -177,7 +170,7 @@ def credential_update(
         return credential
     credential.updated_at = timezone.now()
     _save_unique_name(credential, what="A credential")
-    _change_record(org=org, actor=actor, action="credential.update", target=credential, changes=changes)
+    gateway_change_record(org=org, actor=actor, action="credential.update", target=credential, changes=changes)
     return credential
 
 
@@ -186,7 +179,7 @@ def credential_delete(*, org: Org, credential: ProviderCredential, actor: Actor)
     users = sorted(credential.deployments.values_list("name", flat=True))
     if users:
         raise Conflict(f"The credential is used by deployments: {', '.join(users)}. Change or delete them first.")
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="credential.delete", target=credential, changes={"name": [credential.name, None]}
     )
     credential.delete()
@@ -206,7 +199,7 @@ def credentials_reencrypt(*, org: Org, actor: Actor) -> int:
             raise DecryptionFailed(f"credential {credential.name!r}: {exc}") from exc
         _credential_seal(credential, api_key)
         credential.save(update_fields=["ciphertext", "encryption_key_id"])
-        _change_record(
+        gateway_change_record(
             org=org, actor=actor, action="credential.reencrypt", target=credential,
             changes={"encryption_key_id": [previous_key_id, credential.encryption_key_id]},
         )
@@ -292,7 +285,7 @@ def deployment_create(
     deployment = Deployment(org=org, **fields)
     _deployment_validate(org=org, deployment=deployment, changed=fields)
     _save_unique_name(deployment, what="A deployment", force_insert=True)
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="deployment.create", target=deployment,
         changes=_audit_changes({name: (None, value) for name, value in fields.items()}),
     )
@@ -312,7 +305,7 @@ def deployment_update(
     _deployment_validate(org=org, deployment=deployment, changed=changes)
     deployment.updated_at = timezone.now()
     _save_unique_name(deployment, what="A deployment")
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="deployment.update", target=deployment, changes=_audit_changes(changes)
     )
     return deployment
@@ -323,7 +316,7 @@ def deployment_delete(*, org: Org, deployment: Deployment, actor: Actor) -> None
     aliases = sorted(set(deployment.routes.values_list("alias__name", flat=True)))
     if aliases:
         raise Conflict(f"The deployment is routed to by aliases: {', '.join(aliases)}. Change or delete them first.")
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="deployment.delete", target=deployment, changes={"name": [deployment.name, None]}
     )
     deployment.delete()
@@ -406,7 +399,7 @@ def alias_create(*, org: Org, name: str, routes: list[AliasRouteSpec], actor: Ac
     alias = ModelAlias(org=org, name=name)
     _save_unique_name(alias, what="An alias", force_insert=True)
     _alias_routes_replace(org=org, alias=alias, routes=resolved)
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="alias.create", target=alias,
         changes={"name": [None, name], "routes": [None, _routes_as_data(resolved)]},
     )
@@ -428,13 +421,13 @@ def alias_update(
             _alias_routes_replace(org=org, alias=alias, routes=resolved)
             changes["routes"] = [previous, _routes_as_data(resolved)]
     if changes:
-        _change_record(org=org, actor=actor, action="alias.update", target=alias, changes=changes)
+        gateway_change_record(org=org, actor=actor, action="alias.update", target=alias, changes=changes)
     return alias
 
 
 @transaction.atomic
 def alias_delete(*, org: Org, alias: ModelAlias, actor: Actor) -> None:
-    _change_record(org=org, actor=actor, action="alias.delete", target=alias, changes={"name": [alias.name, None]})
+    gateway_change_record(org=org, actor=actor, action="alias.delete", target=alias, changes={"name": [alias.name, None]})
     alias.delete()
 
 
@@ -519,7 +512,7 @@ def virtual_key_create(
         next_rotation_at=_next_rotation_at(rotation_days, after=timezone.now()),
     )
     secret = _virtual_key_secret_issue(org=org, key=key)
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="virtual_key.create", target=key,
         changes={
             "name": [None, name], "team": [None, team.slug], "allowed_aliases": [None, allowed_aliases],
@@ -535,7 +528,7 @@ def virtual_key_revoke(*, org: Org, key: VirtualKey, actor: Actor) -> VirtualKey
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        _change_record(org=org, actor=actor, action="virtual_key.revoke", target=key)
+        gateway_change_record(org=org, actor=actor, action="virtual_key.revoke", target=key)
     return key
 
 
@@ -567,7 +560,7 @@ def _virtual_key_rotate(
 def virtual_key_rotate(*, org: Org, key: VirtualKey, grace_seconds: int, actor: Actor) -> tuple[VirtualKey, str]:
     """Adds a new secret; every older secret still valid stops working after the grace period (0: at once)."""
     key, secret, valid_until = _virtual_key_rotate(org=org, key=key, grace_seconds=grace_seconds)
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="virtual_key.rotate", target=key,
         changes={
             "grace_seconds": [None, grace_seconds], "previous_secrets_valid_until": [None, _jsonable(valid_until)]
@@ -589,7 +582,7 @@ def virtual_key_rotation_schedule(*, org: Org, key: VirtualKey, rotation_days: i
     key.rotation_days = rotation_days
     key.next_rotation_at = _next_rotation_at(rotation_days, after=timezone.now())
     key.save(update_fields=["rotation_days", "next_rotation_at"])
-    _change_record(org=org, actor=actor, action="virtual_key.update", target=key, changes=changes)
+    gateway_change_record(org=org, actor=actor, action="virtual_key.update", target=key, changes=changes)
     return key
 
 
@@ -606,7 +599,7 @@ def virtual_key_rotate_scheduled(*, org: Org, key: VirtualKey, grace_seconds: in
         locked.save(update_fields=["next_rotation_at"])
         return False
     key, _, valid_until = _virtual_key_rotate(org=org, key=locked, grace_seconds=grace_seconds, seal=True)
-    _change_record(
+    gateway_change_record(
         org=org, actor=actor, action="virtual_key.rotate.scheduled", target=key,
         changes={
             "grace_seconds": [None, grace_seconds], "previous_secrets_valid_until": [None, _jsonable(valid_until)],

@@ -1,9 +1,8 @@
 from django.db.models import QuerySet
 
-from config.errors import NotFound
 from privacy.models import DataSubjectRequest
 from tenants.models import Org
-from tenants.selectors import uuid_or_not_found
+from tenants.selectors import object_by_id_or_not_found
 
 
 def data_subject_request_list(*, org: Org) -> QuerySet[DataSubjectRequest]:
@@ -12,7 +11,4 @@ def data_subject_request_list(*, org: Org) -> QuerySet[DataSubjectRequest]:
 
 
 def data_subject_request_get(*, org: Org, request_id) -> DataSubjectRequest:
-    found = data_subject_request_list(org=org).filter(id=uuid_or_not_found(request_id, "Request")).first()
-    if found is None:
-        raise NotFound("Data-subject request not found.")
-    return found
+    return object_by_id_or_not_found(data_subject_request_list(org=org), request_id, "Data-subject request")

@@ -12,6 +12,9 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.db import transaction
+
+from audit.services import audit_event_record
 
 _client_lock = threading.Lock()
 _client: redis.Redis | None = None
@@ -41,6 +44,13 @@ def _generation_key() -> str:
 def gateway_cache_invalidate() -> None:
     """Call in `transaction.on_commit` after any change the proxy reads."""
     redis_client().incr(_generation_key())
+
+
+def gateway_change_record(*, org, actor, action: str, target, changes: dict | None = None) -> None:
+    """Audits a change of something the proxy caches, in the transaction that makes it, and makes every
+    gateway process reload it once that transaction commits."""
+    audit_event_record(org_id=org.id, actor=actor, action=action, target=target, changes=changes)
+    transaction.on_commit(gateway_cache_invalidate)
 
 
 def gateway_state_read(extra_keys: list[str]) -> tuple[int, list]:

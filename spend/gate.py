@@ -37,7 +37,7 @@ from proxy.errors import ProxyError
 from proxy.routing import Route
 from proxy.tokens import chat_prompt_tokens, embedding_input_tokens, other_provider_tokens_estimate
 from spend import ledger, pricing
-from spend.models import END_USER_MAX_LENGTH, Budget, BudgetScope, RateLimit, SpendEntry, SpendStatus
+from spend.models import END_USER_MAX_LENGTH, Budget, BudgetScope, RateLimit, SpendEntry, SpendStatus, end_user_is_valid
 from spend.periods import period_bounds
 from spend.tasks import budget_soft_limit_alert_record
 from tenants.context import org_context
@@ -406,7 +406,7 @@ def request_end_user(header: str | None, body: dict) -> str:
         value, param = (metadata.get("user_id") if isinstance(metadata, dict) else None), "metadata.user_id"
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > END_USER_MAX_LENGTH or not value.isprintable():
+    if not end_user_is_valid(value):
         raise ProxyError(400, f"'{param}' must be a text of at most {END_USER_MAX_LENGTH} printable characters.",
                          code="invalid_request", param=param)
     return value

@@ -12,6 +12,11 @@ from tenants.scoping import OrgOwnedModel
 END_USER_MAX_LENGTH = 256
 
 
+def end_user_is_valid(value) -> bool:
+    """An end-user id (request header or field, budget target): at most 256 printable characters."""
+    return isinstance(value, str) and len(value) <= END_USER_MAX_LENGTH and value.isprintable()
+
+
 class BudgetScope(models.TextChoices):
     KEY = "key", "Virtual key"
     TEAM = "team", "Team"

@@ -8,13 +8,12 @@ from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from config.errors import NotFound
 from spend.gate import budget_counter_read, ledger_spent_microusd
 from spend.models import Budget, BudgetScope, RateLimit, SpendEntry
 from spend.periods import period_bounds
 from tenants.context import org_context
 from tenants.models import Org
-from tenants.selectors import uuid_or_not_found
+from tenants.selectors import object_by_id_or_not_found
 
 GROUPS = {"org": None, "team": "team_id", "key": "key_id", "model": "alias", "end_user": "end_user", "day": "day"}
 
@@ -24,10 +23,7 @@ def budget_list(*, org: Org) -> QuerySet[Budget]:
 
 
 def budget_get(*, org: Org, budget_id) -> Budget:
-    budget = budget_list(org=org).filter(id=uuid_or_not_found(budget_id, "Budget")).first()
-    if budget is None:
-        raise NotFound("Budget not found.")
-    return budget
+    return object_by_id_or_not_found(budget_list(org=org), budget_id, "Budget")
 
 
 def rate_limit_list(*, org: Org) -> QuerySet[RateLimit]:
@@ -35,10 +31,7 @@ def rate_limit_list(*, org: Org) -> QuerySet[RateLimit]:
 
 
 def rate_limit_get(*, org: Org, limit_id) -> RateLimit:
-    limit = rate_limit_list(org=org).filter(id=uuid_or_not_found(limit_id, "Rate limit")).first()
-    if limit is None:
-        raise NotFound("Rate limit not found.")
-    return limit
+    return object_by_id_or_not_found(rate_limit_list(org=org), limit_id, "Rate limit")
 
 
 @dataclasses.dataclass(frozen=True)

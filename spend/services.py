@@ -14,8 +14,10 @@ from audit.services import audit_event_record
 from config.errors import Conflict, ValidationFailed
 from keys.models import VirtualKey
 from keys.services import field_changes
-from proxy.cache import gateway_cache_invalidate
-from spend.models import END_USER_MAX_LENGTH, Budget, BudgetPeriod, BudgetScope, RateLimit, RateLimitScope
+from proxy.cache import gateway_change_record
+from spend.models import (
+    END_USER_MAX_LENGTH, Budget, BudgetPeriod, BudgetScope, RateLimit, RateLimitScope, end_user_is_valid,
+)
 from spend.pricing import microusd_to_usd, usd_to_microusd
 from tenants.context import org_context
 from tenants.models import Org, Team
@@ -29,7 +31,7 @@ SOFT_LIMIT_ALERT_ACTOR = Actor.system("spend")
 
 def end_user_validate(value: str, *, field: str) -> None:
     """An end-user id: at most 256 printable characters (the same rule as the x-gatehouse-end-user header)."""
-    if not isinstance(value, str) or len(value) > END_USER_MAX_LENGTH or not value.isprintable():
+    if not end_user_is_valid(value):
         raise ValidationFailed(f"Use at most {END_USER_MAX_LENGTH} printable characters.", field=field)
 
 
@@ -84,11 +86,6 @@ def _saved(instance: models.Model, *, what: str) -> None:
         raise Conflict(f"{what} already exists for this target.") from None
 
 
-def _change_record(*, org: Org, actor: Actor, action: str, target: models.Model, changes: dict) -> None:
-    audit_event_record(org_id=org.id, actor=actor, action=action, target=target, changes=changes)
-    transaction.on_commit(gateway_cache_invalidate)
-
-
 @transaction.atomic
 def budget_create(
     *, org: Org, actor: Actor, scope: str, period: str, amount_usd: decimal.Decimal,
@@ -104,7 +101,7 @@ def budget_create(
     )
     _amounts_validate(budget)
     _saved(budget, what=f"A {period} budget")
-    _change_record(org=org, actor=actor, action="budget.create", target=budget, changes=_budget_changes(budget))
+    gateway_change_record(org=org, actor=actor, action="budget.create", target=budget, changes=_budget_changes(budget))
     return budget
 
 
@@ -130,14 +127,14 @@ def budget_update(*, org: Org, budget: Budget, actor: Actor, amount_usd=UNSET, s
     if changes:
         budget.updated_at = datetime.datetime.now(datetime.UTC)
         _saved(budget, what=f"A {budget.period} budget")
-        _change_record(org=org, actor=actor, action="budget.update", target=budget,
+        gateway_change_record(org=org, actor=actor, action="budget.update", target=budget,
                        changes={name: list(change) for name, change in changes.items()})
     return budget
 
 
 @transaction.atomic
 def budget_delete(*, org: Org, budget: Budget, actor: Actor) -> None:
-    _change_record(org=org, actor=actor, action="budget.delete", target=budget, changes=_budget_changes(budget))
+    gateway_change_record(org=org, actor=actor, action="budget.delete", target=budget, changes=_budget_changes(budget))
     budget.delete()
 
 
@@ -164,7 +161,7 @@ def rate_limit_create(*, org: Org, actor: Actor, scope: str, key: VirtualKey | N
                       tokens_per_minute=tokens_per_minute, max_concurrent=max_concurrent)
     _limits_validate(limit)
     _saved(limit, what="A rate limit")
-    _change_record(org=org, actor=actor, action="rate_limit.create", target=limit, changes={
+    gateway_change_record(org=org, actor=actor, action="rate_limit.create", target=limit, changes={
         "scope": [None, scope], "key": [None, str(limit.key_id) if limit.key_id else None],
         "team": [None, str(limit.team_id) if limit.team_id else None],
         **{name: [None, getattr(limit, name)] for name in LIMIT_FIELDS},
@@ -181,14 +178,14 @@ def rate_limit_update(*, org: Org, limit: RateLimit, actor: Actor, **fields) -> 
     if changes:
         limit.updated_at = datetime.datetime.now(datetime.UTC)
         limit.save()
-        _change_record(org=org, actor=actor, action="rate_limit.update", target=limit,
+        gateway_change_record(org=org, actor=actor, action="rate_limit.update", target=limit,
                        changes={name: list(change) for name, change in changes.items()})
     return limit
 
 
 @transaction.atomic
 def rate_limit_delete(*, org: Org, limit: RateLimit, actor: Actor) -> None:
-    _change_record(org=org, actor=actor, action="rate_limit.delete", target=limit, changes={})
+    gateway_change_record(org=org, actor=actor, action="rate_limit.delete", target=limit, changes={})
     limit.delete()
 
 

@@ -16,6 +16,14 @@ def uuid_or_not_found(value, what: str) -> uuid.UUID:
         raise NotFound(f"{what} not found.") from None
 
 
+def object_by_id_or_not_found(queryset: QuerySet, object_id, what: str):
+    """One row of an (org-scoped) queryset by id; a malformed or unknown id is the same 404."""
+    found = queryset.filter(id=uuid_or_not_found(object_id, what)).first()
+    if found is None:
+        raise NotFound(f"{what} not found.")
+    return found
+
+
 def memberships_of_user_dangerously_unscoped(*, user) -> QuerySet[Membership]:
     """The one read that happens before an org is chosen: a user's own memberships.
 

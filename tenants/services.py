@@ -9,7 +9,7 @@ from audit.actors import Actor
 from audit.services import audit_event_record
 from config.errors import Conflict, PermissionDenied, ValidationFailed
 from keys.ssrf import base_url_validate
-from proxy.cache import gateway_cache_invalidate
+from proxy.cache import gateway_cache_invalidate, gateway_change_record
 from tenants.context import org_context
 from tenants.models import ROLE_RANK, Membership, Org, Role, Team, TeamMembership
 from tenants.selectors import TEAM_ADMIN_PERMISSION
@@ -68,8 +68,7 @@ def org_update(*, org: Org, actor: Actor, acting_role: Role, **fields) -> Org:
         for name, value in fields.items():
             setattr(org, name, value)
         org.save(update_fields=list(changes))
-        audit_event_record(org_id=org.id, actor=actor, action="org.update", target=org, changes=changes)
-        transaction.on_commit(gateway_cache_invalidate)  # the proxy caches the org's settings
+        gateway_change_record(org=org, actor=actor, action="org.update", target=org, changes=changes)
     return org
 
 

@@ -121,7 +121,7 @@ def test_an_expired_lease_gives_the_reservation_back_and_a_late_settle_charges_o
         redis_client().delete(*keys, *open_keys)
 
 
-def test_reservations_expire_reaps_only_this_installations_expired_leases(spend_org, manual_ledger):
+def test_an_expired_lease_frees_a_crashed_holders_share_of_the_budget(spend_org, manual_ledger):
     with org_context(spend_org.org.id):
         services.budget_create(org=spend_org.org, actor=SYSTEM, scope="org", period="none", amount_usd=Decimal("0.00003"))
     reservation, route = _reserve(spend_org)
